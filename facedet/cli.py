@@ -1,0 +1,163 @@
+"""The ``facedet`` command line: a thin typer layer over library functions."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from facedet import __version__
+from facedet.cli_common import EXIT_ERROR, EXIT_PARTIAL, atomic_write_text, check_output_file, check_unit_interval, error, handle_errors
+from facedet.detector import ARCHS, DEFAULT_ARCH
+from facedet.errors import FacedetError
+
+app = typer.Typer(
+    name="facedet",
+    help="RNNPool face detection: detect, train, evaluate, profile.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+Arch = Enum("Arch", {name: name for name in ARCHS}, type=str)  # type: ignore[misc]
+ARCH_HELP = "Model architecture: " + "; ".join(f"{s.name} = {s.description}" for s in ARCHS.values())
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"facedet {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit.")) -> None:
+    """RNNPool face detection: detect, train, evaluate, profile."""
+
+
+def _load_detector(weights: Optional[Path], arch: Optional[str]):
+    from facedet.inference import Detector
+
+    return Detector.load(weights, arch)
+
+
+@app.command()
+@handle_errors
+def detect(
+    paths: List[Path] = typer.Argument(..., help="Image files, folders, or video files.", show_default=False),
+    weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Weights file (.safetensors). Default: the shipped weights."),
+    arch: Optional[Arch] = typer.Option(None, "--arch", help="Architecture; must match the weights. Default: read from the weights file."),
+    threshold: float = typer.Option(0.5, "--threshold", "-t", help="Minimum face score, in [0, 1]."),
+    nms_threshold: float = typer.Option(0.3, "--nms-threshold", help="NMS IoU threshold, in [0, 1]."),
+    max_faces: int = typer.Option(750, "--max-faces", min=1, help="At most this many faces per image."),
+    json_out: Optional[str] = typer.Option(None, "--json", help="Write results as JSON to FILE, or '-' for stdout.", metavar="FILE|-"),
+    csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write one CSV row per face to FILE.", metavar="FILE"),
+    wider_txt: Optional[Path] = typer.Option(None, "--wider-txt", help="Write official WIDER FACE per-image .txt files into DIR.", metavar="DIR"),
+    save: Optional[Path] = typer.Option(None, "--save", help="Write annotated images/videos into DIR.", metavar="DIR"),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Search folders recursively."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the per-image summary."),
+) -> None:
+    """Detect faces in images, folders and video files.
+
+    Exit status: 0 all inputs processed, 1 nothing could be done, 2 some inputs failed
+    (each is reported and skipped).
+    """
+    from facedet.detect import DetectOptions, run_detect, summary_lines
+    from facedet.outputs import records_to_json
+
+    check_unit_interval("--threshold", threshold)
+    check_unit_interval("--nms-threshold", nms_threshold)
+    detector = _load_detector(weights, arch.value if arch else None)
+    opts = DetectOptions(threshold, nms_threshold, max_faces, json_out, csv_out, wider_txt, save, recursive, force)
+    report = run_detect(paths, detector, opts, on_error=lambda f, msg: error(msg if str(f) in msg else f"{f}: {msg}"))
+    if json_out == "-":
+        typer.echo(records_to_json(report.records), nl=False)
+    elif not quiet:
+        for line in summary_lines(report.records):
+            typer.echo(line)
+    if report.failures:
+        n, total = len(report.failures), len(report.failures) + report.processed
+        error(f"{n} of {total} input{'s' if total != 1 else ''} failed")
+        raise typer.Exit(EXIT_ERROR if report.processed == 0 else EXIT_PARTIAL)
+
+
+@app.command()
+@handle_errors
+def webcam(
+    camera: int = typer.Option(0, "--camera", "-c", min=0, help="Camera index."),
+    weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Weights file. Default: the shipped weights."),
+    arch: Optional[Arch] = typer.Option(None, "--arch", help="Architecture; must match the weights."),
+    threshold: float = typer.Option(0.5, "--threshold", "-t", help="Minimum face score, in [0, 1]."),
+    nms_threshold: float = typer.Option(0.3, "--nms-threshold", help="NMS IoU threshold, in [0, 1]."),
+) -> None:
+    """Live detection from a camera, with boxes and FPS drawn. Press q to quit."""
+    from facedet.webcam import close_windows, has_display, open_camera, opencv_window, run_live
+
+    check_unit_interval("--threshold", threshold)
+    check_unit_interval("--nms-threshold", nms_threshold)
+    if not has_display():
+        raise FacedetError("no display available (DISPLAY/WAYLAND_DISPLAY is not set); use 'facedet detect' on a video file instead")
+    detector = _load_detector(weights, arch.value if arch else None)
+    capture = open_camera(camera)
+    try:
+        frames = run_live(capture, detector, opencv_window(), threshold=threshold, nms_threshold=nms_threshold)
+    finally:
+        close_windows()
+    typer.echo(f"{frames} frames processed")
+
+
+@app.command()
+@handle_errors
+def profile(
+    arch: Arch = typer.Option(DEFAULT_ARCH, "--arch", help=ARCH_HELP),
+    height: Optional[int] = typer.Option(None, "--height", min=1, help="Input height (default: the model's nominal size)."),
+    width: Optional[int] = typer.Option(None, "--width", min=1, help="Input width (default: the model's nominal size)."),
+    json_out: Optional[str] = typer.Option(None, "--json", help="Write the profile as JSON to FILE, or '-' for stdout.", metavar="FILE|-"),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing JSON file."),
+) -> None:
+    """Parameters, MACs, priors and per-layer activation memory of an architecture."""
+    from facedet.profile import format_profile
+    from facedet.profile import profile as run_profile
+
+    if json_out not in (None, "-"):
+        check_output_file(json_out, force)
+    result = run_profile(arch.value, height, width)
+    if json_out == "-":
+        typer.echo(json.dumps(result, indent=2))
+        return
+    if json_out is not None:
+        atomic_write_text(json_out, json.dumps(result, indent=2) + "\n")
+    typer.echo(format_profile(result))
+
+
+def _register_subcommands() -> None:
+    try:  # TEMPORARY while the training/evaluation modules are being written
+        from facedet.training.cli import train_command
+
+        app.command("train")(train_command)
+    except ModuleNotFoundError:
+        pass
+    try:
+        from facedet.evaluation.cli import app as evaluate_app
+
+        app.add_typer(evaluate_app, name="evaluate", help="Score detections: official WIDER FACE protocol, or AP on any annotated folder.")
+    except ModuleNotFoundError:
+        pass
+
+
+_register_subcommands()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:  # pragma: no cover - interactive only
+        error("interrupted")
+        raise SystemExit(130)
+
+
+__all__ = ["app", "main", "EXIT_ERROR", "EXIT_PARTIAL"]

@@ -1,0 +1,202 @@
+"""``facedet detect``: run the detector over files, folders and videos and write outputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from facedet.cli_common import atomic_write_text, check_output_dir, check_output_file, progress
+from facedet.draw import draw_detections
+from facedet.errors import FacedetError
+from facedet.imageio import collect_inputs, is_video, iter_video, read_image, video_info
+from facedet.inference import Detector, Detections
+from facedet.outputs import format_wider_txt, records_to_csv, records_to_json
+
+
+@dataclass
+class DetectOptions:
+    """What to detect and where to write it (see ``facedet detect --help``)."""
+
+    threshold: float = 0.5
+    nms_threshold: float = 0.3
+    max_faces: int = 750
+    json_path: str | None = None  # a file, or "-" for stdout
+    csv_path: Path | None = None
+    wider_dir: Path | None = None
+    save_dir: Path | None = None
+    recursive: bool = False
+    force: bool = False
+
+
+@dataclass
+class DetectReport:
+    """Outcome of a batch: one record per image/frame, and the inputs that failed."""
+
+    records: list[dict] = field(default_factory=list)
+    failures: list[tuple[Path, str]] = field(default_factory=list)
+    processed: int = 0
+
+
+def _record(name: str, det: Detections, frame: int | None = None) -> dict:
+    rec: dict = {"image": name}
+    if frame is not None:
+        rec["frame"] = frame
+    rec.update(width=det.width, height=det.height, faces=det.to_dict())
+    return rec
+
+
+def _output_names(inputs: list[Path], args: list[Path]) -> dict[Path, Path]:
+    """Relative output name for each input: its path under the folder argument
+    it came from, or its file name; clashes get a ``_1``, ``_2`` suffix."""
+    folders = [a for a in args if a.is_dir()]
+    names: dict[Path, Path] = {}
+    used: set[Path] = set()
+    for f in inputs:
+        rel = Path(f.name)
+        for d in folders:
+            try:
+                rel = Path(d.name or "input") / f.relative_to(d)
+                break
+            except ValueError:
+                continue
+        candidate, i = rel, 0
+        while candidate in used:
+            i += 1
+            candidate = rel.with_name(f"{rel.stem}_{i}{rel.suffix}")
+        used.add(candidate)
+        names[f] = candidate
+    return names
+
+
+def _planned_outputs(inputs: list[Path], names: dict[Path, Path], opts: DetectOptions) -> list[Path]:
+    out: list[Path] = []
+    for f in inputs:
+        rel = names[f]
+        if opts.save_dir is not None:
+            out.append(opts.save_dir / (rel.with_name(rel.stem + "_faces.mp4") if is_video(f) else rel))
+        if opts.wider_dir is not None and not is_video(f):
+            out.append(opts.wider_dir / rel.with_suffix(".txt"))
+    return out
+
+
+def run_detect(
+    paths: list[Path],
+    detector: Detector,
+    opts: DetectOptions,
+    on_error: Callable[[Path, str], None] | None = None,
+) -> DetectReport:
+    """Detect faces in every input and write the requested outputs.
+
+    All output paths are checked before any work starts: an existing file is
+    an error unless ``opts.force``.  A bad input file is reported through
+    ``on_error`` and skipped; the others are processed.
+    """
+    inputs = collect_inputs(paths, opts.recursive)
+    names = _output_names(inputs, [Path(p) for p in paths])
+    if opts.json_path not in (None, "-"):
+        check_output_file(opts.json_path, opts.force)
+    if opts.csv_path is not None:
+        check_output_file(opts.csv_path, opts.force)
+    for d in (opts.save_dir, opts.wider_dir):
+        if d is not None:
+            check_output_dir(d)
+    if not opts.force:
+        clash = [p for p in _planned_outputs(inputs, names, opts) if p.exists()]
+        if clash:
+            more = f" and {len(clash) - 1} more" if len(clash) > 1 else ""
+            raise FacedetError(f"{clash[0]}{more} already exist(s) (use --force to overwrite)")
+
+    report = DetectReport()
+    kw = dict(threshold=opts.threshold, nms_threshold=opts.nms_threshold, max_faces=opts.max_faces)
+    for f in progress(inputs, desc="detect", unit="file"):
+        try:
+            if is_video(f):
+                report.records += _detect_video(f, names[f], detector, opts, kw)
+            else:
+                image = read_image(f)
+                det = detector.detect(image, **kw)
+                report.records.append(_record(str(f), det))
+                _write_image_outputs(f, names[f], image, det, opts)
+            report.processed += 1
+        except FacedetError as exc:
+            msg = str(exc)
+            report.failures.append((f, msg))
+            if on_error is not None:
+                on_error(f, msg)
+
+    if opts.json_path == "-":
+        pass  # the caller prints report.records
+    elif opts.json_path is not None:
+        atomic_write_text(opts.json_path, records_to_json(report.records))
+    if opts.csv_path is not None:
+        atomic_write_text(opts.csv_path, records_to_csv(report.records))
+    return report
+
+
+def _write_image_outputs(f: Path, rel: Path, image: np.ndarray, det: Detections, opts: DetectOptions) -> None:
+    if opts.save_dir is not None:
+        target = opts.save_dir / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        annotated = draw_detections(image, det.boxes, det.scores)
+        ext = target.suffix.lower() if target.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"} else ".png"
+        target = target.with_suffix(ext)
+        ok, buf = cv2.imencode(ext, annotated)
+        if not ok:
+            raise FacedetError(f"{target}: cannot encode annotated image")
+        tmp = target.with_name(f".{target.name}.tmp")
+        buf.tofile(str(tmp))
+        tmp.replace(target)
+    if opts.wider_dir is not None:
+        target = opts.wider_dir / rel.with_suffix(".txt")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(target, format_wider_txt(f.stem, det.boxes, det.scores))
+
+
+def _detect_video(f: Path, rel: Path, detector: Detector, opts: DetectOptions, kw: dict) -> list[dict]:
+    fps, count, width, height = video_info(f)
+    writer = None
+    target = tmp = None
+    if opts.save_dir is not None:
+        target = opts.save_dir / rel.with_name(rel.stem + "_faces.mp4")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.stem}.tmp.mp4")
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+        if not writer.isOpened():
+            raise FacedetError(f"{target}: cannot open a video writer")
+    records = []
+    try:
+        frames = iter_video(f)
+        for i, frame in progress(frames, total=count or None, desc=f.name, unit="frame", disable=count <= 1):
+            det = detector.detect(frame, **kw)
+            records.append(_record(str(f), det, frame=i))
+            if writer is not None:
+                if frame.shape[1] != width or frame.shape[0] != height:
+                    frame = cv2.resize(frame, (width, height))
+                writer.write(draw_detections(frame, det.boxes, det.scores))
+            if opts.wider_dir is not None:
+                t = opts.wider_dir / rel.parent / rel.stem / f"{rel.stem}_{i:06d}.txt"
+                t.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(t, format_wider_txt(f"{rel.stem}_{i:06d}", det.boxes, det.scores))
+    finally:
+        if writer is not None:
+            writer.release()
+    if writer is not None and tmp is not None and target is not None:
+        tmp.replace(target)
+    return records
+
+
+def summary_lines(records: list[dict]) -> list[str]:
+    """Human-readable result: one line per image/frame, one indented line per face."""
+    lines = []
+    for rec in records:
+        where = rec["image"] + (f" [frame {rec['frame']}]" if "frame" in rec else "")
+        n = len(rec["faces"])
+        lines.append(f"{where}: {n} face{'s' if n != 1 else ''} ({rec['width']}x{rec['height']})")
+        for face in rec["faces"]:
+            x1, y1, x2, y2 = face["box"]
+            lines.append(f"  {x1:8.1f} {y1:8.1f} {x2:8.1f} {y2:8.1f}  score {face['score']:.3f}")
+    return lines

@@ -1,0 +1,128 @@
+"""The detection pipeline: image in, face boxes in original pixels out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from facedet.detector import DEFAULT_ARCH, RNNPoolFace, build_model
+from facedet.detector.postprocess import detect_boxes
+from facedet.errors import FacedetError
+from facedet.preprocess import network_scale, normalize, resize, to_bgr8
+from facedet.weights import default_weights_path, load_weights
+
+DEFAULT_THRESHOLD = 0.5
+DEFAULT_NMS_THRESHOLD = 0.3
+DEFAULT_MAX_FACES = 750
+
+
+@dataclass
+class Detections:
+    """Faces found in one image.
+
+    Attributes:
+        boxes: ``float32[N, 4]`` xyxy in original-image pixels, clipped to the image.
+        scores: ``float32[N]`` face probabilities, descending.
+        width, height: size of the image the boxes refer to.
+    """
+
+    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    width: int = 0
+    height: int = 0
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def to_dict(self) -> list[dict]:
+        """``[{"box": [x1, y1, x2, y2], "score": s}, ...]`` with plain floats."""
+        return [{"box": [round(float(v), 2) for v in b], "score": round(float(s), 4)} for b, s in zip(self.boxes, self.scores)]
+
+
+class Detector:
+    """A model plus the pre- and post-processing it was trained with.
+
+    Build with :meth:`load` (weights file, or the shipped default) or directly
+    from a model (e.g. untrained, for tests).
+    """
+
+    def __init__(self, model: RNNPoolFace, metadata: dict[str, str] | None = None, device: str = "cpu") -> None:
+        self.model = model.to(device).eval()
+        self.metadata = metadata or {}
+        self.device = torch.device(device)
+        self.spec = model.spec
+        self._min_side = model.min_input_side()
+        self._priors: dict[tuple[int, int], torch.Tensor] = {}
+
+    @property
+    def arch(self) -> str:
+        return self.spec.name
+
+    @classmethod
+    def load(cls, weights: str | Path | None = None, arch: str | None = None, device: str = "cpu") -> "Detector":
+        """Load a weights file, or the shipped default weights when ``weights`` is None."""
+        if weights is None:
+            arch = arch or DEFAULT_ARCH
+            build_model(arch)  # validates the name first
+            path = default_weights_path(arch)
+            if path is None:
+                raise FacedetError(f"no weights are installed for '{arch}'; pass --weights FILE (train one with 'facedet train')")
+            weights = path
+        model, meta = load_weights(weights, arch)
+        return cls(model, meta, device)
+
+    def priors(self, height: int, width: int) -> torch.Tensor:
+        key = (height, width)
+        if key not in self._priors:
+            if len(self._priors) > 32:
+                self._priors.clear()
+            self._priors[key] = self.model.priors(height, width).to(self.device)
+        return self._priors[key]
+
+    def prepare(self, image: np.ndarray, scale: float | None = None):
+        """Image -> (network input ``Tensor[1, C, h, w]``, sx, sy)."""
+        image = to_bgr8(image)
+        h, w = image.shape[:2]
+        if scale is None:
+            scale = network_scale(h, w, self.spec.input_size)
+        if not (scale > 0 and np.isfinite(scale)):
+            raise FacedetError(f"scale must be a positive number, got {scale}")
+        r = resize(image, scale, self._min_side)
+        x = torch.from_numpy(normalize(r.image, self.spec.in_channels, self.spec.mean_bgr))[None]
+        return x.to(self.device), r.sx, r.sy
+
+    @torch.inference_mode()
+    def detect(
+        self,
+        image: np.ndarray,
+        *,
+        threshold: float = DEFAULT_THRESHOLD,
+        nms_threshold: float = DEFAULT_NMS_THRESHOLD,
+        max_faces: int = DEFAULT_MAX_FACES,
+        scale: float | None = None,
+    ) -> Detections:
+        """Detect faces in one image.
+
+        Args:
+            image: ``uint8[H, W, 3]`` BGR (grey, BGRA, 16-bit are accepted too).
+            threshold: minimum face score (exclusive).
+            nms_threshold: NMS IoU threshold.
+            max_faces: at most this many boxes.
+            scale: resize factor before the network; None = the area-preserving
+                rule that gives the image the model's nominal pixel budget.
+        Returns:
+            :class:`Detections` in original-image pixels.
+        """
+        h, w = image.shape[:2]
+        x, sx, sy = self.prepare(image, scale)
+        conf, loc = self.model(x)
+        priors = self.priors(x.shape[2], x.shape[3])
+        boxes, scores = detect_boxes(conf[0], loc[0], priors, threshold=threshold, nms_threshold=nms_threshold, max_faces=max_faces, variances=self.spec.variances)
+        boxes = boxes.cpu().numpy().astype(np.float32)
+        if len(boxes):
+            boxes[:, 0::2] = np.clip(boxes[:, 0::2] / sx, 0, w)
+            boxes[:, 1::2] = np.clip(boxes[:, 1::2] / sy, 0, h)
+        return Detections(boxes, scores.cpu().numpy().astype(np.float32), w, h)

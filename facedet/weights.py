@@ -1,0 +1,157 @@
+"""The facedet weights file: safetensors tensors + string metadata.
+
+Format (version 1), one ``.safetensors`` file:
+
+* tensors: the model's ``state_dict()`` (parameters and batch-norm buffers),
+  float32, keys exactly as :class:`facedet.detector.RNNPoolFace` names them;
+* metadata (``str -> str``, stored in the safetensors header):
+
+  ==================  =====================================================
+  ``format``          ``facedet-weights``
+  ``format_version``  ``1``
+  ``arch``            registry name, e.g. ``m4``
+  ``input_size``      nominal network input ``HxW``, e.g. ``240x320``
+  ``in_channels``     ``1`` (luma) or ``3`` (RGB)
+  ``normalization``   JSON: ``{"mean_bgr": [...], "scale": 1.0, "channels": "luma"|"rgb"}``
+  ``facedet_version`` package version that wrote the file
+  ``training``        JSON summary (data, epochs, metrics, command); free-form
+  ==================  =====================================================
+
+Loading never unpickles anything (safetensors holds raw tensors only), and any
+problem -- missing file, truncation, corruption, wrong architecture, missing or
+extra tensors -- is reported as a one-line :class:`FacedetError`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from facedet import __version__
+from facedet.detector import ARCHS, RNNPoolFace, build_model
+from facedet.errors import FacedetError
+
+FORMAT = "facedet-weights"
+FORMAT_VERSION = "1"
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+DEFAULT_WEIGHTS = {"m4": "rnnpool_face_m4.safetensors"}
+
+
+def default_weights_path(arch: str = "m4") -> Path | None:
+    """Path of the shipped weights for ``arch``, or None if none are installed."""
+    name = DEFAULT_WEIGHTS.get(arch)
+    if name is None:
+        return None
+    for base in (WEIGHTS_DIR, Path(__file__).resolve().parent / "weights"):
+        if (base / name).is_file():
+            return base / name
+    return None
+
+
+def make_metadata(model: RNNPoolFace, training: dict[str, Any] | None = None) -> dict[str, str]:
+    """Metadata dict for ``model`` (see the module docstring)."""
+    spec = model.spec
+    norm = {"mean_bgr": list(spec.mean_bgr), "scale": 1.0, "channels": "luma" if spec.monochrome else "rgb"}
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "arch": spec.name,
+        "input_size": f"{spec.input_size[0]}x{spec.input_size[1]}",
+        "in_channels": str(spec.in_channels),
+        "normalization": json.dumps(norm),
+        "facedet_version": __version__,
+        "training": json.dumps(training or {}),
+    }
+
+
+def save_weights(path: str | Path, model: RNNPoolFace, training: dict[str, Any] | None = None) -> Path:
+    """Write ``model`` to ``path`` atomically (temp file + rename)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        save_file(tensors, str(tmp), metadata=make_metadata(model, training))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """Read and validate the header of a weights file without loading tensors."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.exists():
+        raise FacedetError(f"weights file not found: {path}")
+    if not path.is_file():
+        raise FacedetError(f"weights path is not a file: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as exc:  # safetensors raises several types for bad headers
+        raise FacedetError(f"{path} is not a valid facedet weights file ({_short(exc)})") from None
+    if meta.get("format") != FORMAT:
+        raise FacedetError(f"{path} is not a facedet weights file (no '{FORMAT}' header)")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise FacedetError(f"{path} has weights format version {meta.get('format_version')!r}; this facedet reads version {FORMAT_VERSION}")
+    if meta.get("arch") not in ARCHS:
+        raise FacedetError(f"{path} is for unknown architecture {meta.get('arch')!r}")
+    return meta
+
+
+def load_weights(path: str | Path, arch: str | None = None) -> tuple[RNNPoolFace, dict[str, str]]:
+    """Build the model named in the file and load its tensors.
+
+    Args:
+        path: a weights file.
+        arch: if given, the file must be for this architecture.
+    Returns:
+        ``(model in eval mode, metadata)``.
+    """
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    meta = read_metadata(path)
+    if arch is not None and meta["arch"] != arch:
+        raise FacedetError(f"{path} holds '{meta['arch']}' weights, but --arch is '{arch}'")
+    try:
+        tensors = load_file(str(path))
+    except Exception as exc:
+        raise FacedetError(f"{path} is truncated or corrupt ({_short(exc)})") from None
+    model = build_model(meta["arch"])
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    if missing or extra:
+        detail = f"missing {missing[:3]}" if missing else f"unexpected {extra[:3]}"
+        raise FacedetError(f"{path} does not match architecture '{meta['arch']}' ({detail})")
+    for key, value in expected.items():
+        if tensors[key].shape != value.shape:
+            raise FacedetError(f"{path}: tensor {key} has shape {tuple(tensors[key].shape)}, expected {tuple(value.shape)} for '{meta['arch']}'")
+        if not torch.isfinite(tensors[key].float()).all():
+            raise FacedetError(f"{path}: tensor {key} contains NaN or infinity")
+    model.load_state_dict(tensors, strict=True)
+    model.eval()
+    return model, meta
+
+
+def training_summary(meta: dict[str, str]) -> dict[str, Any]:
+    """The decoded ``training`` metadata (empty dict if absent or unreadable)."""
+    try:
+        value = json.loads(meta.get("training", "{}"))
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _short(exc: Exception) -> str:
+    text = " ".join(str(exc).split())
+    return text[:160] if text else type(exc).__name__
