@@ -95,23 +95,29 @@ def clip_boxes(boxes: Tensor, height: int, width: int) -> Tensor:
     return out
 
 
-def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+def nms(boxes: Tensor, scores: Tensor, iou_threshold: float, block_size: int = 128) -> Tensor:
     """Greedy non-maximum suppression, vectorised.
 
     Boxes are visited in order of decreasing score (ties: lower index first); a
     box is kept unless a *kept* box with a higher rank overlaps it with
     ``IoU > iou_threshold``.  This is exactly the classic greedy loop, computed
-    without a Python loop over boxes: the keep mask is the fixed point of
-    ``keep[j] = not any(keep[i] and iou[i, j] > t for i ranked before j)``,
-    reached by iterating that matrix-vector rule from "keep everything".  After
-    step ``k`` the first ``k`` ranks are final, and in practice the fixed point
-    arrives after a handful of steps (the length of the longest suppression
-    chain).
+    without a Python loop over boxes.  The ranked boxes are cut into blocks;
+    for each block,
+
+    1. boxes overlapping a box already kept in an earlier block are dropped
+       (one matrix-vector product), then
+    2. the block's own keep mask is the fixed point of
+       ``keep[j] = not any(keep[i] and over[i, j] for i ranked before j)``,
+       iterated from "keep everything": after ``k`` steps the first ``k``
+       ranks are final, and the only fixed point is the greedy answer.  It is
+       reached after as many steps as the longest suppression chain, which
+       blocks keep short even for dense, grid-like candidates.
 
     Args:
         boxes: ``Tensor[N, 4]`` xyxy.
         scores: ``Tensor[N]``.
         iou_threshold: boxes with IoU strictly above this are suppressed.
+        block_size: boxes per block (a speed knob; the result does not depend on it).
     Returns:
         ``Tensor[K]`` int64 indices into ``boxes`` of the kept boxes, sorted by
         decreasing score.
@@ -122,14 +128,22 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     order = torch.sort(scores, descending=True, stable=True).indices
     b = boxes[order]
     n = b.shape[0]
-    # over[i, j]: rank i would suppress rank j (only i < j counts).
-    over = (box_iou(b, b) > iou_threshold).triu_(diagonal=1)
-    keep = torch.ones(n, dtype=torch.bool, device=boxes.device)
-    overf = over.to(torch.float32)
-    while True:
-        suppressed = (keep.to(torch.float32) @ overf) > 0
-        new_keep = ~suppressed
-        if torch.equal(new_keep, keep):
-            break
-        keep = new_keep
+    keep = torch.zeros(n, dtype=torch.bool, device=boxes.device)
+    for start in range(0, n, block_size):
+        stop = min(start + block_size, n)
+        blk = b[start:stop]
+        alive = torch.ones(stop - start, dtype=torch.bool, device=boxes.device)
+        if start > 0:
+            kept_before = b[:start][keep[:start]]
+            if kept_before.numel():
+                alive = ~(box_iou(kept_before, blk) > iou_threshold).any(0)
+        # over[i, j]: rank i of the block would suppress rank j (i < j only).
+        over = ((box_iou(blk, blk) > iou_threshold).triu_(diagonal=1) & alive[:, None]).to(torch.float32)
+        cur = alive.clone()
+        while True:
+            new = alive & ~((cur.to(torch.float32) @ over) > 0)
+            if torch.equal(new, cur):
+                break
+            cur = new
+        keep[start:stop] = cur
     return order[keep]

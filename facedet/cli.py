@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
 from pathlib import Path
 from typing import List, Optional
 
@@ -22,8 +21,14 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-Arch = Enum("Arch", {name: name for name in ARCHS}, type=str)  # type: ignore[misc]
 ARCH_HELP = "Model architecture: " + "; ".join(f"{s.name} = {s.description}" for s in ARCHS.values())
+
+
+def _check_arch(arch: Optional[str]) -> Optional[str]:
+    """Validate an --arch value with a one-line error (not a usage panel)."""
+    if arch is not None and arch not in ARCHS:
+        raise FacedetError(f"unknown architecture {arch!r}; choose one of: {', '.join(ARCHS)}")
+    return arch
 
 
 def _version(value: bool) -> None:
@@ -48,7 +53,7 @@ def _load_detector(weights: Optional[Path], arch: Optional[str]):
 def detect(
     paths: List[Path] = typer.Argument(..., help="Image files, folders, or video files.", show_default=False),
     weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Weights file (.safetensors). Default: the shipped weights."),
-    arch: Optional[Arch] = typer.Option(None, "--arch", help="Architecture; must match the weights. Default: read from the weights file."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="Architecture (m4, qvga, quant, c); must match the weights. Default: read from the weights file."),
     threshold: float = typer.Option(0.5, "--threshold", "-t", help="Minimum face score, in [0, 1]."),
     nms_threshold: float = typer.Option(0.3, "--nms-threshold", help="NMS IoU threshold, in [0, 1]."),
     max_faces: int = typer.Option(750, "--max-faces", min=1, help="At most this many faces per image."),
@@ -70,7 +75,7 @@ def detect(
 
     check_unit_interval("--threshold", threshold)
     check_unit_interval("--nms-threshold", nms_threshold)
-    detector = _load_detector(weights, arch.value if arch else None)
+    detector = _load_detector(weights, _check_arch(arch))
     opts = DetectOptions(threshold, nms_threshold, max_faces, json_out, csv_out, wider_txt, save, recursive, force)
     report = run_detect(paths, detector, opts, on_error=lambda f, msg: error(msg if str(f) in msg else f"{f}: {msg}"))
     if json_out == "-":
@@ -89,7 +94,7 @@ def detect(
 def webcam(
     camera: int = typer.Option(0, "--camera", "-c", min=0, help="Camera index."),
     weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Weights file. Default: the shipped weights."),
-    arch: Optional[Arch] = typer.Option(None, "--arch", help="Architecture; must match the weights."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="Architecture (m4, qvga, quant, c); must match the weights."),
     threshold: float = typer.Option(0.5, "--threshold", "-t", help="Minimum face score, in [0, 1]."),
     nms_threshold: float = typer.Option(0.3, "--nms-threshold", help="NMS IoU threshold, in [0, 1]."),
 ) -> None:
@@ -100,7 +105,7 @@ def webcam(
     check_unit_interval("--nms-threshold", nms_threshold)
     if not has_display():
         raise FacedetError("no display available (DISPLAY/WAYLAND_DISPLAY is not set); use 'facedet detect' on a video file instead")
-    detector = _load_detector(weights, arch.value if arch else None)
+    detector = _load_detector(weights, _check_arch(arch))
     capture = open_camera(camera)
     try:
         frames = run_live(capture, detector, opencv_window(), threshold=threshold, nms_threshold=nms_threshold)
@@ -112,7 +117,7 @@ def webcam(
 @app.command()
 @handle_errors
 def profile(
-    arch: Arch = typer.Option(DEFAULT_ARCH, "--arch", help=ARCH_HELP),
+    arch: str = typer.Option(DEFAULT_ARCH, "--arch", help=ARCH_HELP),
     height: Optional[int] = typer.Option(None, "--height", min=1, help="Input height (default: the model's nominal size)."),
     width: Optional[int] = typer.Option(None, "--width", min=1, help="Input width (default: the model's nominal size)."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Write the profile as JSON to FILE, or '-' for stdout.", metavar="FILE|-"),
@@ -124,7 +129,7 @@ def profile(
 
     if json_out not in (None, "-"):
         check_output_file(json_out, force)
-    result = run_profile(arch.value, height, width)
+    result = run_profile(_check_arch(arch), height, width)
     if json_out == "-":
         typer.echo(json.dumps(result, indent=2))
         return

@@ -23,14 +23,21 @@ EXIT_ERROR = 1  # the command could not do its job
 EXIT_PARTIAL = 2  # a batch ran, but some inputs failed (each was reported)
 
 
+def _emit(line: str) -> None:
+    # tqdm.write clears any active progress bar, prints, and redraws it below.
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stderr)
+
+
 def error(message: str) -> None:
     """Print ``error: message`` as one line on stderr."""
-    typer.echo(f"error: {' '.join(str(message).split())}", err=True)
+    _emit(f"error: {' '.join(str(message).split())}")
 
 
 def warn(message: str) -> None:
     """Print ``warning: message`` as one line on stderr."""
-    typer.echo(f"warning: {' '.join(str(message).split())}", err=True)
+    _emit(f"warning: {' '.join(str(message).split())}")
 
 
 def handle_errors(fn: Callable[..., T]) -> Callable[..., T]:

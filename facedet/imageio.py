@@ -36,11 +36,11 @@ def read_image(path: Path | str) -> np.ndarray:
         raise FacedetError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if data.size == 0:
         raise FacedetError(f"{path}: empty file")
+    if _truncated_jpeg(data):
+        raise FacedetError(f"{path}: truncated JPEG (no end-of-image marker)")
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if image is None:
         raise FacedetError(f"{path}: not an image OpenCV can decode")
-    if _truncated_jpeg(data):
-        raise FacedetError(f"{path}: truncated JPEG (no end-of-image marker)")
     try:
         return to_bgr8(image)
     except FacedetError as exc:

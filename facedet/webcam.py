@@ -30,7 +30,13 @@ def has_display() -> bool:
 
 
 def open_camera(index: int) -> Capture:
-    cap = cv2.VideoCapture(index)
+    log = cv2.utils.logging
+    level = log.getLogLevel()
+    log.setLogLevel(log.LOG_LEVEL_SILENT)  # OpenCV prints several backend warnings for a missing camera
+    try:
+        cap = cv2.VideoCapture(index)
+    finally:
+        log.setLogLevel(level)
     if not cap.isOpened():
         cap.release()
         raise FacedetError(f"no camera found at index {index} (try --camera 0, 1, ...)")
