@@ -40,6 +40,9 @@ def _version(value: bool) -> None:
 @app.callback()
 def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit.")) -> None:
     """RNNPool face detection: detect, train, evaluate, profile."""
+    from facedet.runtime import tune_allocator
+
+    tune_allocator()
 
 
 def _load_detector(weights: Optional[Path], arch: Optional[str]):

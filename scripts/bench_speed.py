@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 from facedet.detector import build_model  # noqa: E402
 from facedet.imageio import read_image  # noqa: E402
 from facedet.inference import Detector  # noqa: E402
+from facedet.runtime import tune_allocator  # noqa: E402
 from facedet.weights import default_weights_path  # noqa: E402
 
 
@@ -52,10 +53,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--image", type=Path, default=ROOT / "tests" / "data" / "astronaut.jpg")
     ap.add_argument("--weights", type=Path, default=None, help="default: the shipped weights, else untrained")
+    ap.add_argument("--default-allocator", action="store_true", help="skip facedet.runtime.tune_allocator() (what the CLI does)")
     args = ap.parse_args()
     if args.frames < 50:
         ap.error("--frames must be at least 50")
     torch.set_num_threads(args.threads)
+    tuned = False if args.default_allocator else tune_allocator()
 
     weights = args.weights or default_weights_path(args.arch)
     if weights is not None:
@@ -79,7 +82,7 @@ def main() -> None:
     def q90(v):
         return sorted(v)[int(0.9 * (len(v) - 1))]
 
-    print(f"facedet speed: arch {args.arch}, weights {source}, torch {torch.__version__}, {args.threads} threads, {platform.processor() or platform.machine()}")
+    print(f"facedet speed: arch {args.arch}, weights {source}, torch {torch.__version__}, {args.threads} threads, {platform.processor() or platform.machine()}, allocator {'tuned' if tuned else 'default'}")
     print(f"{'stage':<40} {'median ms':>10} {'p90 ms':>8} {'FPS':>7}")
     print(f"{f'forward {h}x{w}x{spec.in_channels}':<40} {statistics.median(fwd):>10.2f} {q90(fwd):>8.2f} {1000 / statistics.median(fwd):>7.1f}")
     ih, iw = image.shape[:2]
