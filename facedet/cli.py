@@ -60,6 +60,7 @@ def detect(
     threshold: float = typer.Option(0.5, "--threshold", "-t", help="Minimum face score, in [0, 1]."),
     nms_threshold: float = typer.Option(0.3, "--nms-threshold", help="NMS IoU threshold, in [0, 1]."),
     max_faces: int = typer.Option(750, "--max-faces", min=1, help="At most this many faces per image."),
+    pyramid: bool = typer.Option(True, "--pyramid/--single-scale", help="Also run at 1/2 and 1/4 scale to find faces larger than the anchors (about +30% compute); --single-scale is the paper's area-preserving test."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Write results as JSON to FILE, or '-' for stdout.", metavar="FILE|-"),
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write one CSV row per face to FILE.", metavar="FILE"),
     wider_txt: Optional[Path] = typer.Option(None, "--wider-txt", help="Write official WIDER FACE per-image .txt files into DIR.", metavar="DIR"),
@@ -79,7 +80,7 @@ def detect(
     check_unit_interval("--threshold", threshold)
     check_unit_interval("--nms-threshold", nms_threshold)
     detector = _load_detector(weights, _check_arch(arch))
-    opts = DetectOptions(threshold, nms_threshold, max_faces, json_out, csv_out, wider_txt, save, recursive, force)
+    opts = DetectOptions(threshold, nms_threshold, max_faces, json_out, csv_out, wider_txt, save, recursive, force, pyramid)
     report = run_detect(paths, detector, opts, on_error=lambda f, msg: error(msg if str(f) in msg else f"{f}: {msg}"))
     if json_out == "-":
         typer.echo(records_to_json(report.records), nl=False)
@@ -100,6 +101,7 @@ def webcam(
     arch: Optional[str] = typer.Option(None, "--arch", help="Architecture (m4, qvga, quant, c); must match the weights."),
     threshold: float = typer.Option(0.5, "--threshold", "-t", help="Minimum face score, in [0, 1]."),
     nms_threshold: float = typer.Option(0.3, "--nms-threshold", help="NMS IoU threshold, in [0, 1]."),
+    pyramid: bool = typer.Option(True, "--pyramid/--single-scale", help="Also run at 1/2 and 1/4 scale (larger faces)."),
 ) -> None:
     """Live detection from a camera, with boxes and FPS drawn. Press q to quit."""
     from facedet.webcam import close_windows, has_display, open_camera, opencv_window, run_live
@@ -111,7 +113,7 @@ def webcam(
     detector = _load_detector(weights, _check_arch(arch))
     capture = open_camera(camera)
     try:
-        frames = run_live(capture, detector, opencv_window(), threshold=threshold, nms_threshold=nms_threshold)
+        frames = run_live(capture, detector, opencv_window(), threshold=threshold, nms_threshold=nms_threshold, pyramid=pyramid)
     finally:
         close_windows()
     typer.echo(f"{frames} frames processed")

@@ -30,6 +30,7 @@ class DetectOptions:
     save_dir: Path | None = None
     recursive: bool = False
     force: bool = False
+    pyramid: bool = True
 
 
 @dataclass
@@ -111,7 +112,7 @@ def run_detect(
             raise FacedetError(f"{clash[0]}{more} already exist(s) (use --force to overwrite)")
 
     report = DetectReport()
-    kw = dict(threshold=opts.threshold, nms_threshold=opts.nms_threshold, max_faces=opts.max_faces)
+    kw = dict(threshold=opts.threshold, nms_threshold=opts.nms_threshold, max_faces=opts.max_faces, pyramid=opts.pyramid)
     for f in progress(inputs, desc="detect", unit="file"):
         try:
             if is_video(f):

@@ -51,6 +51,7 @@ def run_live(
     threshold: float = 0.5,
     nms_threshold: float = 0.3,
     max_frames: int | None = None,
+    pyramid: bool = True,
 ) -> int:
     """Read frames until the camera stops, ``show`` returns False (``q``), or ``max_frames``.
 
@@ -68,7 +69,7 @@ def run_live(
                 if frames == 0:
                     raise FacedetError("the camera returned no frames")
                 break
-            det = detector.detect(frame, threshold=threshold, nms_threshold=nms_threshold)
+            det = detector.detect(frame, threshold=threshold, nms_threshold=nms_threshold, pyramid=pyramid)
             now = time.perf_counter()
             inst = 1.0 / max(now - last, 1e-6)
             last = now

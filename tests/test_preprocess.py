@@ -101,3 +101,22 @@ def test_collect_inputs(tmp_path):
     (tmp_path / "emptydir").mkdir()
     with pytest.raises(FacedetError, match="no images"):
         collect_inputs([tmp_path / "emptydir"])
+
+
+def test_pyramid_scales_and_merge():
+    model = build_model("m4").eval()
+    det = Detector(model)
+    assert det.pyramid_scales(480, 640) == [0.5, 0.25, 0.125]
+    s = det.pyramid_scales(40, 40)  # small images are enlarged first, then halved
+    assert s[0] == pytest.approx(math.sqrt(76800 / 1600)) and s[1] == pytest.approx(s[0] / 2)
+    assert len(det.pyramid_scales(20, 1000)) == 1  # a 39-pixel-high strip cannot be halved (minimum side 15, x2)
+    with torch.no_grad():
+        for p in model.heads.parameters():
+            p.zero_()
+        model.heads[2].conf.bias.copy_(torch.tensor([-5.0, 5.0]))
+    img = np.zeros((480, 640, 3), np.uint8)
+    single = det.detect(img, threshold=0.5, nms_threshold=1.0, max_faces=5000)
+    multi = det.detect(img, threshold=0.5, nms_threshold=1.0, max_faces=5000, pyramid=True)
+    widths = set(np.round(multi.boxes[:, 2] - multi.boxes[:, 0]).tolist())
+    assert 64.0 in widths and 128.0 in widths  # boxes from the base level and one octave down
+    assert set(np.round(single.boxes[:, 2] - single.boxes[:, 0]).tolist()) <= {64.0} | set(range(0, 64))
