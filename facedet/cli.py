@@ -144,18 +144,11 @@ def profile(
 
 
 def _register_subcommands() -> None:
-    try:  # TEMPORARY while the training/evaluation modules are being written
-        from facedet.training.cli import train_command
+    from facedet.evaluation.cli import app as evaluate_app
+    from facedet.training.cli import train_command
 
-        app.command("train")(train_command)
-    except ModuleNotFoundError:
-        pass
-    try:
-        from facedet.evaluation.cli import app as evaluate_app
-
-        app.add_typer(evaluate_app, name="evaluate", help="Score detections: official WIDER FACE protocol, or AP on any annotated folder.")
-    except ModuleNotFoundError:
-        pass
+    app.command("train")(train_command)
+    app.add_typer(evaluate_app, name="evaluate", help="Score detections: official WIDER FACE protocol, or AP on any annotated folder.")
 
 
 _register_subcommands()
