@@ -1,0 +1,122 @@
+"""Pure parts of scripts/build_offline_dataset.py (no downloads, no teachers)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+
+bod = pytest.importorskip("build_offline_dataset")
+
+
+def _synthetic_face(size: int = 60) -> "bod.FaceCrop":
+    """A bright square 'face' (box 20..40) on a black 60x60 patch."""
+    patch = np.zeros((size, size, 3), np.uint8)
+    patch[20:40, 20:40] = 255
+    return bod.FaceCrop(patch, np.array([20, 20, 40, 40], np.float32), "synthetic")
+
+
+def test_paste_face_box_matches_pixels():
+    canvas = np.zeros((240, 320, 3), np.uint8)
+    box = bod.paste_face(canvas, _synthetic_face(), centre=(100.0, 80.0), side=40.0)
+    np.testing.assert_allclose(box, [80, 60, 120, 100], atol=1e-4)
+    # the pasted bright area sits on the box (soft mask: check the core and the far outside)
+    assert canvas[70:90, 90:110].min() > 200
+    assert canvas[:40].max() == 0 and canvas[:, 160:].max() == 0
+
+
+def test_paste_face_flip_and_stretch():
+    canvas = np.zeros((240, 320, 3), np.uint8)
+    box = bod.paste_face(canvas, _synthetic_face(), centre=(160.0, 120.0), side=20.0, stretch=1.5, flip=True)
+    w, h = box[2] - box[0], box[3] - box[1]
+    assert w == pytest.approx(30.0, abs=1e-3) and h == pytest.approx(20.0, abs=1e-3)
+    assert (box[0] + box[2]) / 2 == pytest.approx(160.0)
+
+
+def test_rotated_box_grows_with_angle_and_is_symmetric():
+    base = np.array([0, 0, 20, 40], np.float32)
+    b0 = bod.rotated_box(base, (50, 50), 1.0, 0.0)
+    np.testing.assert_allclose(b0, [40, 30, 60, 70], atol=1e-4)
+    b15 = bod.rotated_box(base, (50, 50), 1.0, 15.0)
+    bm15 = bod.rotated_box(base, (50, 50), 1.0, -15.0)
+    np.testing.assert_allclose(b15, bm15, atol=1e-4)
+    assert b15[2] - b15[0] > 20 and b15[3] - b15[1] < 40  # tall ellipse gets wider, less tall
+
+
+def test_elliptical_mask_is_soft_and_centred():
+    m = bod.elliptical_mask((100, 100), np.array([30, 30, 70, 70], np.float32))
+    assert m[50, 50] == pytest.approx(1.0)
+    assert m[0, 0] == 0.0 and m[99, 99] == 0.0
+    edge = m[50, 50 + 23]  # near the ellipse border (half-axis 20 * 1.15)
+    assert 0.0 < edge < 1.0
+
+
+def test_cut_face_pads_outside_the_image():
+    img = np.full((50, 50, 3), 7, np.uint8)
+    crop = bod.cut_face(img, np.array([0, 0, 20, 20], np.float32), "x", margin=0.5)
+    assert crop.patch.shape[:2] == (40, 40)
+    np.testing.assert_allclose(crop.box, [10, 10, 30, 30])
+    assert crop.side == pytest.approx(20.0)
+
+
+def test_label_policy():
+    rf = (np.array([[10, 10, 50, 50], [100, 100, 140, 140], [200, 200, 240, 240], [300, 10, 305, 15]], np.float32),
+          np.array([0.95, 0.92, 0.6, 0.99], np.float32))
+    yn = (np.array([[12, 11, 50, 52], [400, 100, 440, 140]], np.float32), np.array([0.9, 0.8], np.float32))
+    lab = bod.label_policy(rf, yn)
+    # confirmed face; unconfirmed 0.92 -> ignore; 0.6 -> ignore; tiny 5 px -> ignore; YuNet-only -> ignore
+    assert lab.ignore.tolist() == [False, True, True, True, True]
+    assert lab.origin == ["both", "rf", "rf", "rf", "yn"]
+    assert lab.boxes.dtype == np.float32 and lab.boxes.shape == (5, 4)
+
+
+def test_make_composite_boxes_inside_and_valid():
+    rng = np.random.default_rng(0)
+    bgs = [np.full((300, 400, 3), 90, np.uint8), np.full((200, 200, 3), 30, np.uint8)]
+    donors = [_synthetic_face(60), _synthetic_face(120)]
+    for k in range(20):
+        img, boxes, ign = bod.make_composite(np.random.default_rng([1, k]), bgs, donors, donors[:1])
+        h, w = img.shape[:2]
+        assert img.dtype == np.uint8 and img.ndim == 3
+        assert len(boxes) == len(ign)
+        if len(boxes):
+            assert (boxes[:, 0] >= 0).all() and (boxes[:, 1] >= 0).all()
+            assert (boxes[:, 2] <= w).all() and (boxes[:, 3] <= h).all()
+            assert (boxes[:, 2] >= boxes[:, 0]).all() and (boxes[:, 3] >= boxes[:, 1]).all()
+    a = bod.make_composite(np.random.default_rng([1, 3]), bgs, donors, donors[:1])
+    b = bod.make_composite(np.random.default_rng([1, 3]), bgs, donors, donors[:1])
+    np.testing.assert_array_equal(a[0], b[0])  # reproducible for a seed
+    np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_write_annotations_roundtrip(tmp_path):
+    from facedet.data.generic import read_generic
+
+    recs = [
+        {"file": "images/train/000001.jpg", "width": 640, "height": 480,
+         "boxes": np.array([[1.5, 2, 30.25, 40]], np.float32), "ignore": np.array([True])},
+        {"file": "images/train/000002.jpg", "width": 320, "height": 240, "boxes": np.zeros((0, 4), np.float32), "ignore": np.zeros(0, bool)},
+    ]
+    path = tmp_path / "train.json"
+    bod.write_annotations(path, recs)
+    doc = json.loads(path.read_text())
+    assert doc["format"] == "facedet-generic" and doc["version"] == 1
+    assert doc["images"][0]["faces"] == [{"box": [1.5, 2, 30.25, 40], "ignore": True}]
+    assert doc["images"][1]["faces"] == []
+    back = read_generic(path)
+    assert back[0].width == 640 and back[1].boxes.shape == (0, 4)
+
+
+def test_photo_groups_share_a_split_and_val_has_photos():
+    groups: dict[str, set] = {}
+    for p in bod.PHOTOS:
+        if p.group:
+            groups.setdefault(p.group, set()).add(p.split)
+    assert all(len(v) == 1 for v in groups.values())
+    assert sum(p.split == "val" for p in bod.PHOTOS) >= 8
+    assert not any("dlib" in p.path.lower() for p in bod.PHOTOS)
