@@ -31,7 +31,6 @@ teachers' AP with the same functions (pass a low ``score_threshold``).
 
 from __future__ import annotations
 
-import os
 from typing import Callable
 
 import cv2
@@ -44,7 +43,7 @@ class TeacherUnavailable(RuntimeError):
     """A teacher's package is not installed (the message says how to install it)."""
 
 
-_THREADS = int(os.environ.get("FACEDET_TEACHER_THREADS", "1"))
+_THREADS = 1  # set_threads() changes it
 _RF_SESSION = None
 
 

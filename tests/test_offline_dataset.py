@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
-bod = pytest.importorskip("build_offline_dataset")
+import build_offline_dataset as bod  # noqa: E402
 
 
 def _synthetic_face(size: int = 60) -> "bod.FaceCrop":
