@@ -50,7 +50,7 @@ def test_detect_json_stdout(image_dir, weights_file):
 
 def test_detect_all_outputs_and_force(tmp_path, image_dir, weights_file):
     out = tmp_path / "out"
-    args = ["detect", image_dir, "-w", weights_file, "-t", "0.2", "--json", out / "r.json", "--csv", out / "r.csv", "--wider-txt", out / "wider", "--save", out / "vis", "-q"]
+    args = ["detect", image_dir, "-w", weights_file, "-t", "0.2", "--max-faces", "40", "--json", out / "r.json", "--csv", out / "r.csv", "--wider-txt", out / "wider", "--save", out / "vis", "-q"]
     r = run(*args)
     assert r.exit_code == 0, r.output
     records = json.loads((out / "r.json").read_text())
@@ -79,7 +79,7 @@ def test_wider_txt_values(tmp_path, weights_file):
 
 def test_detect_video(tmp_path, video_file, weights_file):
     out = tmp_path / "o"
-    r = run("detect", video_file, "-w", weights_file, "--json", out / "v.json", "--save", out / "vis", "-q")
+    r = run("detect", video_file, "-w", weights_file, "--json", out / "v.json", "--save", out / "vis", "-q", "--max-faces", "40")
     assert r.exit_code == 0, r.output
     records = json.loads((out / "v.json").read_text())
     assert [rec["frame"] for rec in records] == [0, 1, 2, 3]
@@ -201,9 +201,9 @@ def test_webcam_loop_with_fake_camera(weights_file):
 
     shown = []
     cam = FakeCamera()
-    frames = run_live(cam, Detector.load(weights_file), lambda img: shown.append(img) or len(shown) < 3)
+    frames = run_live(cam, Detector.load(weights_file), lambda img: shown.append(img) or len(shown) < 3, pyramid=False)
     assert frames == 3 and cam.released  # stopped by the "q" of the show callback
     assert shown[0].shape == (120, 160, 3)
     assert not np.array_equal(shown[0], make_image(seed=1))  # the FPS label was drawn
     cam = FakeCamera()
-    assert run_live(cam, Detector.load(weights_file), lambda img: True) == 5  # camera ran out
+    assert run_live(cam, Detector.load(weights_file), lambda img: True, max_frames=None, pyramid=False) == 5  # camera ran out

@@ -72,7 +72,7 @@ def test_cell_matches_reference(grad):
 def test_default_init_is_reference_init():
     cell = FastGRNNCell(4, 16)
     assert torch.all(cell.bias_gate == 1) and torch.all(cell.bias_update == 1)
-    assert float(cell.zeta) == 100.0 and float(cell.nu) == -100.0
+    assert float(cell.zeta.detach()) == 100.0 and float(cell.nu.detach()) == -100.0
     assert 0.07 < float(cell.W.std()) < 0.13
 
 
