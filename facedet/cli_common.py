@@ -16,6 +16,7 @@ from typing import Callable, Iterable, Iterator, TypeVar
 import typer
 
 from facedet.errors import FacedetError
+from facedet.fileutil import atomic_path
 
 T = TypeVar("T")
 
@@ -98,14 +99,8 @@ def check_output_dir(path: Path | str) -> Path:
 
 def atomic_write_text(path: Path | str, text: str) -> None:
     """Write ``text`` to ``path`` via a temporary file and rename (no half files)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def progress(items: Iterable[T], total: int | None = None, desc: str = "", unit: str = "it", disable: bool | None = None) -> Iterator[T]:

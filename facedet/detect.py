@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -12,6 +13,7 @@ import numpy as np
 from facedet.cli_common import atomic_write_text, check_output_dir, check_output_file, progress
 from facedet.draw import draw_detections
 from facedet.errors import FacedetError
+from facedet.fileutil import atomic_path
 from facedet.imageio import collect_inputs, is_video, iter_video, read_image, video_info
 from facedet.inference import Detector, Detections
 from facedet.outputs import format_wider_txt, records_to_csv, records_to_json
@@ -148,9 +150,8 @@ def _write_image_outputs(f: Path, rel: Path, image: np.ndarray, det: Detections,
         ok, buf = cv2.imencode(ext, annotated)
         if not ok:
             raise FacedetError(f"{target}: cannot encode annotated image")
-        tmp = target.with_name(f".{target.name}.tmp")
-        buf.tofile(str(tmp))
-        tmp.replace(target)
+        with atomic_path(target) as tmp:
+            buf.tofile(str(tmp))
     if opts.wider_dir is not None:
         target = opts.wider_dir / rel.with_suffix(".txt")
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -159,34 +160,32 @@ def _write_image_outputs(f: Path, rel: Path, image: np.ndarray, det: Detections,
 
 def _detect_video(f: Path, rel: Path, detector: Detector, opts: DetectOptions, kw: dict) -> list[dict]:
     fps, count, width, height = video_info(f)
-    writer = None
-    target = tmp = None
+    target = None
     if opts.save_dir is not None:
         target = opts.save_dir / rel.with_name(rel.stem + "_faces.mp4")
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.stem}.tmp.mp4")
-        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-        if not writer.isOpened():
-            raise FacedetError(f"{target}: cannot open a video writer")
     records = []
-    try:
-        frames = iter_video(f)
-        for i, frame in progress(frames, total=count or None, desc=f.name, unit="frame", disable=count <= 1):
-            det = detector.detect(frame, **kw)
-            records.append(_record(str(f), det, frame=i))
+    with atomic_path(target) if target is not None else nullcontext() as tmp:
+        writer = None
+        if tmp is not None:
+            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+            if not writer.isOpened():
+                raise FacedetError(f"{target}: cannot open a video writer")
+        try:
+            for i, frame in progress(iter_video(f), total=count or None, desc=f.name, unit="frame", disable=count <= 1):
+                det = detector.detect(frame, **kw)
+                records.append(_record(str(f), det, frame=i))
+                if writer is not None:
+                    if frame.shape[1] != width or frame.shape[0] != height:
+                        frame = cv2.resize(frame, (width, height))
+                    writer.write(draw_detections(frame, det.boxes, det.scores))
+                if opts.wider_dir is not None:
+                    t = opts.wider_dir / rel.parent / rel.stem / f"{rel.stem}_{i:06d}.txt"
+                    t.parent.mkdir(parents=True, exist_ok=True)
+                    atomic_write_text(t, format_wider_txt(f"{rel.stem}_{i:06d}", det.boxes, det.scores))
+        finally:
             if writer is not None:
-                if frame.shape[1] != width or frame.shape[0] != height:
-                    frame = cv2.resize(frame, (width, height))
-                writer.write(draw_detections(frame, det.boxes, det.scores))
-            if opts.wider_dir is not None:
-                t = opts.wider_dir / rel.parent / rel.stem / f"{rel.stem}_{i:06d}.txt"
-                t.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write_text(t, format_wider_txt(f"{rel.stem}_{i:06d}", det.boxes, det.scores))
-    finally:
-        if writer is not None:
-            writer.release()
-    if writer is not None and tmp is not None and target is not None:
-        tmp.replace(target)
+                writer.release()
     return records
 
 

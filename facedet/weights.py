@@ -25,7 +25,6 @@ extra tensors -- is reported as a one-line :class:`FacedetError`.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ import torch
 from facedet import __version__
 from facedet.detector import ARCHS, RNNPoolFace, build_model
 from facedet.errors import FacedetError
+from facedet.fileutil import atomic_path
 
 FORMAT = "facedet-weights"
 FORMAT_VERSION = "1"
@@ -74,13 +74,8 @@ def save_weights(path: str | Path, model: RNNPoolFace, training: dict[str, Any] 
 
     path = Path(path)
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=make_metadata(model, training))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

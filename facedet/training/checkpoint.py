@@ -19,13 +19,13 @@ either the previous checkpoint or the new one, never a half-written file.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from facedet.errors import FacedetError
+from facedet.fileutil import atomic_path
 
 __all__ = ["FORMAT", "VERSION", "save_checkpoint", "load_checkpoint"]
 
@@ -37,13 +37,8 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """Write ``state`` (plus the format tag) to ``path`` atomically."""
     path = Path(path)
     payload = {"format": FORMAT, "version": VERSION, **state}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
