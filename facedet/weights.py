@@ -25,6 +25,7 @@ extra tensors -- is reported as a one-line :class:`FacedetError`.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,8 @@ from facedet.fileutil import atomic_path
 
 FORMAT = "facedet-weights"
 FORMAT_VERSION = "1"
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"  # source checkout / editable install
+INSTALLED_WEIGHTS_DIR = Path(sys.prefix) / "share" / "facedet" / "weights"  # wheel install (pyproject data-files)
 DEFAULT_WEIGHTS = {"m4": "rnnpool_face_m4.safetensors"}
 
 
@@ -46,7 +48,7 @@ def default_weights_path(arch: str = "m4") -> Path | None:
     name = DEFAULT_WEIGHTS.get(arch)
     if name is None:
         return None
-    for base in (WEIGHTS_DIR, Path(__file__).resolve().parent / "weights"):
+    for base in (WEIGHTS_DIR, INSTALLED_WEIGHTS_DIR):
         if (base / name).is_file():
             return base / name
     return None
