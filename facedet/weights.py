@@ -25,6 +25,7 @@ extra tensors -- is reported as a one-line :class:`FacedetError`.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,15 @@ def save_weights(path: str | Path, model: RNNPoolFace, training: dict[str, Any] 
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=make_metadata(model, training))
+        _default_permissions(tmp)  # safetensors creates files 0600
     return path
+
+
+def _default_permissions(path: Path) -> None:
+    """Give ``path`` the mode a plain ``open(path, "w")`` would (0666 minus the umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:

@@ -73,3 +73,14 @@ def test_detector_without_installed_weights(monkeypatch):
     monkeypatch.setattr(inf, "default_weights_path", lambda arch: None)
     with pytest.raises(FacedetError, match="no weights are installed"):
         Detector.load(None, "m4")
+
+
+def test_saved_weights_get_default_permissions(tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        path = save_weights(tmp_path / "w.safetensors", build_model("m4"))
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644
