@@ -12,6 +12,7 @@ from facedet import __version__
 from facedet.cli_common import EXIT_ERROR, EXIT_PARTIAL, atomic_write_text, check_output_file, check_unit_interval, error, handle_errors
 from facedet.detector import ARCHS, DEFAULT_ARCH
 from facedet.errors import FacedetError
+from facedet.inference import DEFAULT_THRESHOLD
 
 app = typer.Typer(
     name="facedet",
@@ -57,7 +58,7 @@ def detect(
     paths: List[Path] = typer.Argument(..., help="Image files, folders, or video files.", show_default=False),
     weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Weights file (.safetensors). Default: the shipped weights."),
     arch: Optional[str] = typer.Option(None, "--arch", help="Architecture (m4, qvga, quant, c); must match the weights. Default: read from the weights file."),
-    threshold: float = typer.Option(0.5, "--threshold", "-t", help="Minimum face score, in [0, 1]."),
+    threshold: float = typer.Option(DEFAULT_THRESHOLD, "--threshold", "-t", help="Minimum face score, in [0, 1]."),
     nms_threshold: float = typer.Option(0.3, "--nms-threshold", help="NMS IoU threshold, in [0, 1]."),
     max_faces: int = typer.Option(750, "--max-faces", min=1, help="At most this many faces per image."),
     pyramid: bool = typer.Option(True, "--pyramid/--single-scale", help="Also run at 1/2 and 1/4 scale to find faces larger than the anchors (about +30% compute); --single-scale is the paper's area-preserving test."),
@@ -99,7 +100,7 @@ def webcam(
     camera: int = typer.Option(0, "--camera", "-c", min=0, help="Camera index."),
     weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Weights file. Default: the shipped weights."),
     arch: Optional[str] = typer.Option(None, "--arch", help="Architecture (m4, qvga, quant, c); must match the weights."),
-    threshold: float = typer.Option(0.5, "--threshold", "-t", help="Minimum face score, in [0, 1]."),
+    threshold: float = typer.Option(DEFAULT_THRESHOLD, "--threshold", "-t", help="Minimum face score, in [0, 1]."),
     nms_threshold: float = typer.Option(0.3, "--nms-threshold", help="NMS IoU threshold, in [0, 1]."),
     pyramid: bool = typer.Option(True, "--pyramid/--single-scale", help="Also run at 1/2 and 1/4 scale (larger faces)."),
 ) -> None:

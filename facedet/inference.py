@@ -15,7 +15,7 @@ from facedet.errors import FacedetError
 from facedet.preprocess import network_scale, normalize, resize, to_bgr8
 from facedet.weights import default_weights_path, load_weights
 
-DEFAULT_THRESHOLD = 0.5
+DEFAULT_THRESHOLD = 0.8  # F1-best of {0.5, 0.8} for the shipped weights (weights/README.md)
 DEFAULT_NMS_THRESHOLD = 0.3
 DEFAULT_MAX_FACES = 750
 

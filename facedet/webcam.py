@@ -12,7 +12,7 @@ import numpy as np
 
 from facedet.draw import draw_detections
 from facedet.errors import FacedetError
-from facedet.inference import Detector
+from facedet.inference import DEFAULT_THRESHOLD, Detector
 
 WINDOW = "facedet (q to quit)"
 
@@ -48,7 +48,7 @@ def run_live(
     detector: Detector,
     show: Callable[[np.ndarray], bool],
     *,
-    threshold: float = 0.5,
+    threshold: float = DEFAULT_THRESHOLD,
     nms_threshold: float = 0.3,
     max_frames: int | None = None,
     pyramid: bool = True,

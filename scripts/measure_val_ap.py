@@ -35,11 +35,11 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from facedet.data.generic import read_generic  # noqa: E402
 from facedet.evaluation.folder import evaluate_folder  # noqa: E402
 from facedet.imageio import read_image  # noqa: E402
-from facedet.inference import Detector  # noqa: E402
+from facedet.inference import DEFAULT_THRESHOLD, Detector  # noqa: E402
 from facedet.runtime import tune_allocator  # noqa: E402
 
 
-def run(name, fn, annotations, root: Path, threshold: float = 0.5):
+def run(name, fn, annotations, root: Path, threshold: float = DEFAULT_THRESHOLD):
     preds = {}
     t0 = time.perf_counter()
     for a in annotations:
@@ -56,7 +56,7 @@ def main() -> None:
     ap.add_argument("--split", default="val")
     ap.add_argument("--weights", type=Path, default=None, help="default: the shipped weights")
     ap.add_argument("--no-teachers", action="store_true", help="skip the teacher rows")
-    ap.add_argument("--threshold", type=float, default=0.5, help="score threshold for the P and R columns (facedet detect's default: 0.5)")
+    ap.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help=f"score threshold for the P and R columns (default: facedet detect's, {DEFAULT_THRESHOLD})")
     ap.add_argument("--json", type=Path, default=None, help="also write the table as JSON")
     args = ap.parse_args()
     torch.set_num_threads(2)
