@@ -12,7 +12,7 @@ from facedet import __version__
 from facedet.cli_common import EXIT_ERROR, EXIT_PARTIAL, atomic_write_text, check_output_file, check_unit_interval, error, handle_errors
 from facedet.detector import ARCHS, DEFAULT_ARCH
 from facedet.errors import FacedetError
-from facedet.inference import DEFAULT_THRESHOLD
+from facedet.inference import DEFAULT_MAX_FACES, DEFAULT_NMS_THRESHOLD, DEFAULT_THRESHOLD
 
 app = typer.Typer(
     name="facedet",
@@ -59,8 +59,8 @@ def detect(
     weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Weights file (.safetensors). Default: the shipped weights."),
     arch: Optional[str] = typer.Option(None, "--arch", help="Architecture (m4, qvga, quant, c); must match the weights. Default: read from the weights file."),
     threshold: float = typer.Option(DEFAULT_THRESHOLD, "--threshold", "-t", help="Minimum face score, in [0, 1]."),
-    nms_threshold: float = typer.Option(0.3, "--nms-threshold", help="NMS IoU threshold, in [0, 1]."),
-    max_faces: int = typer.Option(750, "--max-faces", min=1, help="At most this many faces per image."),
+    nms_threshold: float = typer.Option(DEFAULT_NMS_THRESHOLD, "--nms-threshold", help="NMS IoU threshold, in [0, 1]."),
+    max_faces: int = typer.Option(DEFAULT_MAX_FACES, "--max-faces", min=1, help="At most this many faces per image."),
     pyramid: bool = typer.Option(True, "--pyramid/--single-scale", help="Also run at 1/2 and 1/4 scale to find faces larger than the anchors (about +30% compute); --single-scale is the paper's area-preserving test."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Write results as JSON to FILE, or '-' for stdout.", metavar="FILE|-"),
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write one CSV row per face to FILE.", metavar="FILE"),
@@ -101,7 +101,7 @@ def webcam(
     weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Weights file. Default: the shipped weights."),
     arch: Optional[str] = typer.Option(None, "--arch", help="Architecture (m4, qvga, quant, c); must match the weights."),
     threshold: float = typer.Option(DEFAULT_THRESHOLD, "--threshold", "-t", help="Minimum face score, in [0, 1]."),
-    nms_threshold: float = typer.Option(0.3, "--nms-threshold", help="NMS IoU threshold, in [0, 1]."),
+    nms_threshold: float = typer.Option(DEFAULT_NMS_THRESHOLD, "--nms-threshold", help="NMS IoU threshold, in [0, 1]."),
     pyramid: bool = typer.Option(True, "--pyramid/--single-scale", help="Also run at 1/2 and 1/4 scale (larger faces)."),
 ) -> None:
     """Live detection from a camera, with boxes and FPS drawn. Press q to quit."""

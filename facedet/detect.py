@@ -15,7 +15,7 @@ from facedet.draw import draw_detections
 from facedet.errors import FacedetError
 from facedet.fileutil import atomic_path
 from facedet.imageio import collect_inputs, is_video, iter_video, read_image, video_info
-from facedet.inference import DEFAULT_THRESHOLD, Detector, Detections
+from facedet.inference import DEFAULT_MAX_FACES, DEFAULT_NMS_THRESHOLD, DEFAULT_THRESHOLD, Detector, Detections
 from facedet.outputs import format_wider_txt, records_to_csv, records_to_json
 
 
@@ -24,8 +24,8 @@ class DetectOptions:
     """What to detect and where to write it (see ``facedet detect --help``)."""
 
     threshold: float = DEFAULT_THRESHOLD
-    nms_threshold: float = 0.3
-    max_faces: int = 750
+    nms_threshold: float = DEFAULT_NMS_THRESHOLD
+    max_faces: int = DEFAULT_MAX_FACES
     json_path: str | None = None  # a file, or "-" for stdout
     csv_path: Path | None = None
     wider_dir: Path | None = None

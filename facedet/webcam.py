@@ -12,7 +12,7 @@ import numpy as np
 
 from facedet.draw import draw_detections
 from facedet.errors import FacedetError
-from facedet.inference import DEFAULT_THRESHOLD, Detector
+from facedet.inference import DEFAULT_NMS_THRESHOLD, DEFAULT_THRESHOLD, Detector
 
 WINDOW = "facedet (q to quit)"
 
@@ -49,7 +49,7 @@ def run_live(
     show: Callable[[np.ndarray], bool],
     *,
     threshold: float = DEFAULT_THRESHOLD,
-    nms_threshold: float = 0.3,
+    nms_threshold: float = DEFAULT_NMS_THRESHOLD,
     max_frames: int | None = None,
     pyramid: bool = True,
 ) -> int:

@@ -39,7 +39,7 @@ from facedet.inference import DEFAULT_THRESHOLD, Detector  # noqa: E402
 from facedet.runtime import tune_allocator  # noqa: E402
 
 
-def run(name, fn, annotations, root: Path, threshold: float = DEFAULT_THRESHOLD):
+def run(name, fn, annotations, root: Path, threshold: float):
     preds = {}
     t0 = time.perf_counter()
     for a in annotations:
