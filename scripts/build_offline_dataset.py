@@ -6,7 +6,8 @@ packages (npm, PyPI, Debian), labels the photos with two teacher detectors
 (RetinaFace-MobileNet0.25 and YuNet, see ``scripts/teachers.py``), holds out
 whole photos as a validation set, and synthesises thousands of training
 composites by pasting soft-masked faces cut from the *train* photos onto the
-backgrounds.  Output, in facedet's generic annotation format::
+backgrounds, beside unlabelled face-free "distractor" patches pasted the same
+way.  Output, in facedet's generic annotation format::
 
     data/offline/train.json  val.json  SOURCES.json  images/{train,val}/...
     data/offline/sheets/*.png            (contact sheets with the labels drawn)
@@ -15,7 +16,8 @@ backgrounds.  Output, in facedet's generic annotation format::
 Usage::
 
     python scripts/build_offline_dataset.py [--out data/offline] [--cache DIR]
-        [--seed 0] [--composites 4200] [--negatives 400] [--force]
+        [--seed 0] [--composites 4200] [--negatives 400] [--real-variants 8]
+        [--distractors-per-photo 40] [--force]
 
 Rerunning reuses the download cache and, when the output is complete and was
 built with the same settings, does nothing but print the summary; ``--force``
@@ -50,7 +52,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-BUILD_VERSION = 2  # bump when the recipe changes (invalidates the up-to-date check)
+BUILD_VERSION = 4  # bump when the recipe changes (invalidates the up-to-date check)
 QVGA_AREA = 320 * 240
 
 
@@ -579,8 +581,71 @@ def overlap_ok(box: np.ndarray, placed: list[np.ndarray], max_ioa: float = 0.3) 
     return True
 
 
-def make_composite(rng: np.random.Generator, bgs: list[np.ndarray], donors: list[FaceCrop], small_donors: list[FaceCrop]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One synthetic image: returns (bgr uint8, boxes float32 [N,4], ignore bool [N])."""
+DISTRACTOR_CLEARANCE = 1.5  # distractor box scale that must stay clear of every placed face
+SKIN_CR = (135, 175)  # YCrCb chroma box of skin tones (used to favour skin-coloured distractors)
+SKIN_CB = (85, 135)
+
+
+def skin_fraction(patch: np.ndarray) -> float:
+    """Fraction of pixels of a BGR uint8 patch whose chroma falls in the skin box."""
+    ycc = cv2.cvtColor(patch, cv2.COLOR_BGR2YCrCb)
+    cr, cb = ycc[..., 1], ycc[..., 2]
+    return float(np.mean((cr >= SKIN_CR[0]) & (cr <= SKIN_CR[1]) & (cb >= SKIN_CB[0]) & (cb <= SKIN_CB[1])))
+
+
+def cut_distractors(rng: np.random.Generator, img: np.ndarray, faces: np.ndarray, n: int, source: str, tries: int = 12) -> list[FaceCrop]:
+    """Face-sized, face-free patches of ``img`` to paste as unlabelled distractors.
+
+    Each is the best of ``tries`` random face-shaped boxes (aspect w/h 0.65..0.95)
+    that stay clear of every face box in ``faces`` (grown by 30 %, ignored faces
+    included): half of the time the most skin-coloured one (hands, arms, necks:
+    the false positives of a model that learnt "pasted skin blob = face"),
+    otherwise a random one.  Returns at most ``n`` crops (fewer if the photo is
+    crowded).
+    """
+    H, W = img.shape[:2]
+    grown = faces.copy().reshape(-1, 4)
+    if len(grown):
+        cw, ch = grown[:, 2] - grown[:, 0], grown[:, 3] - grown[:, 1]
+        grown = grown + np.stack([-0.3 * cw, -0.3 * ch, 0.3 * cw, 0.3 * ch], 1)
+    out = []
+    for _ in range(n):
+        cands = []
+        for _t in range(tries):
+            side = float(math.exp(rng.uniform(math.log(20), math.log(max(21.0, 0.45 * min(H, W))))))
+            aspect = float(rng.uniform(0.65, 0.95))
+            w, h = side * math.sqrt(aspect), side / math.sqrt(aspect)
+            if w >= W or h >= H:
+                continue
+            x1, y1 = float(rng.uniform(0, W - w)), float(rng.uniform(0, H - h))
+            b = np.array([x1, y1, x1 + w, y1 + h], np.float32)
+            if len(grown):
+                iw = np.minimum(b[2], grown[:, 2]) - np.maximum(b[0], grown[:, 0])
+                ih = np.minimum(b[3], grown[:, 3]) - np.maximum(b[1], grown[:, 1])
+                if np.any((iw > 0) & (ih > 0)):
+                    continue
+            cands.append(b)
+        if not cands:
+            continue
+        if rng.random() < 0.5:
+            fr = [skin_fraction(img[int(b[1]) : int(b[3]), int(b[0]) : int(b[2])]) for b in cands]
+            b = cands[int(np.argmax(fr))]
+        else:
+            b = cands[int(rng.integers(len(cands)))]
+        out.append(cut_face(img, b, source, margin=0.25))
+    return out
+
+
+def make_composite(
+    rng: np.random.Generator, bgs: list[np.ndarray], donors: list[FaceCrop], small_donors: list[FaceCrop], distractors: list[FaceCrop] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One synthetic image: returns (bgr uint8, boxes float32 [N,4], ignore bool [N]).
+
+    After the faces, 0..4 ``distractors`` (face-free patches, see
+    :func:`cut_distractors`) are pasted with exactly the same soft mask,
+    photometric change, rotation and size law as the faces, clear of them, and
+    left unlabelled: the paste itself must not be what marks a face.
+    """
     sizes, probs = zip(*COMPOSITE_SIZES)
     W, H = sizes[int(rng.choice(len(sizes), p=np.array(probs) / sum(probs)))]
     canvas = np.ascontiguousarray(random_background(rng, bgs, (W, H)))
@@ -636,6 +701,21 @@ def make_composite(rng: np.random.Generator, bgs: list[np.ndarray], donors: list
         placed.append(clipped)
         ignore.append(bool(vis < 0.7 * full or math.sqrt(vis) / to_px < 6.0))
         used_area += full
+    if distractors:
+        n_distract = int(rng.choice([0, 1, 2, 3, 4], p=[0.2, 0.25, 0.25, 0.15, 0.15]))
+        for _ in range(n_distract):
+            d = distractors[int(rng.integers(len(distractors)))]
+            side = min(sample_side_qvga(rng) * to_px, 0.8 * min(W, H))
+            angle = float(rng.uniform(-15, 15)) if rng.random() < 0.7 else 0.0
+            dw, dh = (d.box[2] - d.box[0]) * side / d.side, (d.box[3] - d.box[1]) * side / d.side
+            for _try in range(25):
+                cx = float(rng.uniform(dw / 2, max(dw / 2 + 1, W - dw / 2)))
+                cy = float(rng.uniform(dh / 2, max(dh / 2 + 1, H - dh / 2)))
+                # grown past the mask's reach (1.30 x 1.12 of the half-height) so no label is touched
+                db = rotated_box(d.box, (cx, cy), DISTRACTOR_CLEARANCE * side / d.side, angle)
+                if overlap_ok(db, placed, max_ioa=0.0):
+                    paste_face(canvas, d, (cx, cy), side, angle, float(rng.uniform(0.92, 1.08)), flip=bool(rng.random() < 0.5), photometric=face_photometric(rng))
+                    break
     canvas = image_photometric(rng, canvas)
     boxes = np.array(placed, np.float32).reshape(-1, 4)
     return canvas, boxes, np.array(ignore, bool)
@@ -759,7 +839,7 @@ def summarise(root: Path) -> str:
 
 
 def settings_key(args) -> str:
-    d = {"v": BUILD_VERSION, "seed": args.seed, "composites": args.composites, "negatives": args.negatives, "real_variants": args.real_variants}
+    d = {"v": BUILD_VERSION, "seed": args.seed, "composites": args.composites, "negatives": args.negatives, "real_variants": args.real_variants, "distractors_per_photo": args.distractors_per_photo}
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -937,6 +1017,12 @@ def build(args) -> None:
         small_donors.append(cut_face(bgr, lfw_face_box(bgr), f"lfw{k}", margin=0.35))
     add_source(LFW[0], LFW[1], "train", "face donor only (first 100 of 200 crops; small faces <= 28 px)", len(small_donors))
     log(f"[donors] {n_photo_donors} from train photos, {n_grid} from the face grid, {len(small_donors)} LFW crops")
+    distractors = distractor_pool(args.distractors_per_photo, photos, bgs, bg_names, lfw, args.seed)
+    n_photo_distract = sum(1 for d in distractors if d.source in {spec.sid for spec, _, _ in photos})
+    log(f"[distractors] {len(distractors)}: {n_photo_distract} from train photos, the rest from backgrounds and LFW non-face crops")
+    distract_tiles = [cv2.rectangle(d.patch.copy(), (int(d.box[0]), int(d.box[1])), (int(d.box[2]), int(d.box[3])), (0, 0, 200), 1) for d in distractors[: n_photo_distract : max(1, n_photo_distract // 40)]]
+    if distract_tiles:
+        cv2.imwrite(str(out / "sheets" / "distractors.png"), contact_sheet(distract_tiles, 160, 8))
     donor_tiles = [cv2.rectangle(d.patch.copy(), (int(d.box[0]), int(d.box[1])), (int(d.box[2]), int(d.box[3])), (0, 200, 0), 1) for d in donors[:: max(1, len(donors) // 40)]]
     cv2.imwrite(str(out / "sheets" / "donors.png"), contact_sheet(donor_tiles, 160, 8))
 
@@ -975,7 +1061,7 @@ def build(args) -> None:
     comp_tiles = []
     for k in progress(range(args.composites), "composites"):
         rng = np.random.default_rng([args.seed, 3, k])
-        img, boxes, ign = make_composite(rng, bgs, donors, small_donors)
+        img, boxes, ign = make_composite(rng, bgs, donors, small_donors, distractors)
         name = next_name()
         save_jpeg(out / name, img)
         train_records.append({"file": name, "width": img.shape[1], "height": img.shape[0], "boxes": boxes, "ignore": ign})
@@ -1000,6 +1086,29 @@ def build(args) -> None:
     stamp_path.write_text(json.dumps({"key": key, "built": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": round(time.time() - t0, 1), "args": {k: v for k, v in vars(args).items() if k not in ("force",)}}, indent=1) + "\n")
     log(f"[done] {time.time() - t0:.0f} s")
     print(summarise(out))
+
+
+def distractor_pool(per_photo: int, photos: list, bgs: list[np.ndarray], bg_names: list[str], lfw: np.ndarray, seed: int = 0) -> list[FaceCrop]:
+    """Face-free patches to paste unlabelled into the composites.
+
+    ``per_photo`` patches of each *train* photo (bodies, hands, clothes, rooms),
+    2 per background and the 100 LFW non-face crops (``lfw[100:]``).  ``per_photo``
+    0 turns distractors off altogether, which gives the version-2 recipe's
+    composites (the composite RNG then draws nothing for them).
+    """
+    if per_photo <= 0:
+        return []
+    rng = np.random.default_rng([seed, 4])
+    pool: list[FaceCrop] = []
+    for spec, img, lab in photos:
+        if spec.split == "train":
+            pool += cut_distractors(rng, img, lab.boxes, per_photo, spec.sid)
+    for bg, name in zip(bgs, bg_names):
+        pool += cut_distractors(rng, bg, np.zeros((0, 4), np.float32), 2, name)
+    for k in range(100, len(lfw)):
+        g = (np.clip(lfw[k], 0, 1) * 255).astype(np.uint8) if lfw.dtype != np.uint8 else lfw[k]
+        pool.append(cut_face(cv2.cvtColor(g, cv2.COLOR_GRAY2BGR), LFW_DEFAULT_BOX.copy(), f"lfw{k}", margin=0.35))
+    return pool
 
 
 def random_view(rng: np.random.Generator, img: np.ndarray, lab: Labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -1079,7 +1188,8 @@ def parse_args(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--composites", type=int, default=4200, help="number of synthetic training images")
     ap.add_argument("--negatives", type=int, default=400, help="number of face-free training images")
-    ap.add_argument("--real-variants", type=int, default=3, help="views of each real train photo (full + random crops)")
+    ap.add_argument("--real-variants", type=int, default=8, help="views of each real train photo (full + random crops)")
+    ap.add_argument("--distractors-per-photo", type=int, default=40, help="face-free patches cut from each real train photo and pasted unlabelled into composites, with patches of the backgrounds and LFW non-faces (0: no distractors at all)")
     ap.add_argument("--val-max-side", type=int, default=1280, help="longer side of stored validation photos")
     ap.add_argument("--threads", type=int, default=1, help="onnxruntime threads for the teachers")
     ap.add_argument("--force", action="store_true", help="rebuild even if the output is up to date")

@@ -10,6 +10,7 @@ curve is scored; AP@0.5 and AP@[0.5:0.95] use facedet's folder evaluator
 
     python scripts/measure_val_ap.py                       # shipped weights
     python scripts/measure_val_ap.py --weights runs/x/best.safetensors --json ap.json
+    python scripts/measure_val_ap.py --no-teachers --list-misses    # which faces no box finds
 
 Rows: facedet with the default image pyramid (what ``facedet detect`` does),
 facedet single-scale (the paper's area-preserving test), and the two teachers
@@ -58,6 +59,7 @@ def main() -> None:
     ap.add_argument("--no-teachers", action="store_true", help="skip the teacher rows")
     ap.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help=f"score threshold for the P and R columns (default: facedet detect's, {DEFAULT_THRESHOLD})")
     ap.add_argument("--json", type=Path, default=None, help="also write the table as JSON")
+    ap.add_argument("--list-misses", action="store_true", help="also list the faces that no facedet box (pyramid, score > 0.01) overlaps with IoU >= 0.5")
     args = ap.parse_args()
     torch.set_num_threads(2)
     tune_allocator()
@@ -82,8 +84,28 @@ def main() -> None:
     print(f"{'detector':<36} {'AP@0.5':>7} {'AP@[.5:.95]':>12} {'P':>6} {'R':>6} {'s/img':>6}")
     for r in rows:
         print(f"{r['detector']:<36} {r['ap50']:>7.3f} {r['ap50_95']:>12.3f} {r['precision']:>6.3f} {r['recall']:>6.3f} {r['seconds'] / len(annotations):>6.3f}")
+    if args.list_misses:
+        print("faces missed at every threshold (facedet pyramid, best IoU of any box):")
+        for file, box, best in _misses(det, annotations, args.data):
+            print(f"  {file}: face {[round(float(v)) for v in box]} best IoU {best:.2f}")
     if args.json:
         args.json.write_text(json.dumps({"photos": len(annotations), "faces": faces, "rows": rows}, indent=2) + "\n")
+
+
+def _misses(det: Detector, annotations, root: Path):
+    """(file, face box, best IoU) for each non-ignored face no pyramid box matches at IoU 0.5."""
+    from facedet.boxes import box_iou
+
+    out = []
+    for a in annotations:
+        boxes, _ = _ours(det, read_image(root / a.file), True)
+        for box, ign in zip(a.boxes, a.ignore):
+            if ign:
+                continue
+            best = float(box_iou(torch.as_tensor(boxes, dtype=torch.float32), torch.as_tensor(box[None], dtype=torch.float32)).max()) if len(boxes) else 0.0
+            if best < 0.5:
+                out.append((a.file, box, best))
+    return out
 
 
 def _ours(det: Detector, image: np.ndarray, pyramid: bool):

@@ -94,6 +94,63 @@ def test_make_composite_boxes_inside_and_valid():
     np.testing.assert_array_equal(a[1], b[1])
 
 
+def test_skin_fraction():
+    skin = np.zeros((10, 10, 3), np.uint8)
+    skin[:] = (120, 150, 210)  # BGR of a light skin tone
+    blue = np.zeros((10, 10, 3), np.uint8)
+    blue[:] = (200, 60, 20)
+    assert bod.skin_fraction(skin) == 1.0
+    assert bod.skin_fraction(blue) == 0.0
+
+
+def test_cut_distractors_stay_clear_of_faces():
+    # a white face (and its 30 % surround, also white) in the middle of a textured image
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 200, (300, 400, 3)).astype(np.uint8)
+    face = np.array([[170, 120, 230, 180]], np.float32)
+    img[102:199, 152:249] = 255  # the face grown by 30 % on each side
+    crops = bod.cut_distractors(np.random.default_rng(1), img, face, 30, "t")
+    assert 20 <= len(crops) <= 30
+    for c in crops:
+        x1, y1, x2, y2 = (int(round(v)) for v in c.box)
+        inside = c.patch[y1:y2, x1:x2]
+        assert inside.size and not (inside == 255).all(axis=2).any()
+        assert 0.6 <= (c.box[2] - c.box[0]) / (c.box[3] - c.box[1]) <= 1.0
+    # a photo that is all face has no room for a distractor
+    assert bod.cut_distractors(np.random.default_rng(1), img, np.array([[0, 0, 400, 300]], np.float32), 5, "t") == []
+
+
+def test_make_composite_distractors_never_touch_a_label():
+    """Green distractors are pasted, unlabelled, and no labelled box holds a green pixel."""
+    bgs = [np.full((300, 400, 3), 90, np.uint8)]
+    donors = [_synthetic_face(60), _synthetic_face(120)]
+    green = np.zeros((60, 60, 3), np.uint8)
+    green[..., 1] = 255
+    distractors = [bod.FaceCrop(green, np.array([15, 12, 45, 48], np.float32), "green")]
+    pasted = 0
+    for k in range(40):
+        img, boxes, ign = bod.make_composite(np.random.default_rng([2, k]), bgs, donors, donors[:1], distractors)
+        i = img.astype(int)
+        is_green = i[..., 1] > np.maximum(i[..., 0], i[..., 2]) + 100  # face tints stay far below this
+        pasted += int(is_green.any())
+        for b in boxes:
+            x1, y1, x2, y2 = int(np.floor(b[0])), int(np.floor(b[1])), int(np.ceil(b[2])), int(np.ceil(b[3]))
+            assert not is_green[y1:y2, x1:x2].any(), (k, b)
+    assert pasted >= 20  # 80 % of composites get at least one distractor
+
+
+def test_no_distractors_keeps_the_version_2_composites():
+    """--distractors-per-photo 0 gives an empty pool, and an empty pool leaves the RNG untouched."""
+    bgs = [np.full((300, 400, 3), 90, np.uint8)]
+    photos = [(bod.PHOTOS[0], np.zeros((100, 100, 3), np.uint8), None)]
+    assert bod.distractor_pool(0, photos, bgs, ["bg"], np.zeros((200, 25, 25), np.float32)) == []
+    donors = [_synthetic_face(60), _synthetic_face(120)]
+    a = bod.make_composite(np.random.default_rng([1, 5]), bgs, donors, donors[:1], [])
+    b = bod.make_composite(np.random.default_rng([1, 5]), bgs, donors, donors[:1])
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+
+
 def test_write_annotations_roundtrip(tmp_path):
     from facedet.data.generic import read_generic
 
