@@ -619,12 +619,8 @@ def cut_distractors(rng: np.random.Generator, img: np.ndarray, faces: np.ndarray
                 continue
             x1, y1 = float(rng.uniform(0, W - w)), float(rng.uniform(0, H - h))
             b = np.array([x1, y1, x1 + w, y1 + h], np.float32)
-            if len(grown):
-                iw = np.minimum(b[2], grown[:, 2]) - np.maximum(b[0], grown[:, 0])
-                ih = np.minimum(b[3], grown[:, 3]) - np.maximum(b[1], grown[:, 1])
-                if np.any((iw > 0) & (ih > 0)):
-                    continue
-            cands.append(b)
+            if overlap_ok(b, grown, max_ioa=0.0):
+                cands.append(b)
         if not cands:
             continue
         if rng.random() < 0.5:
@@ -1012,8 +1008,7 @@ def build(args) -> None:
     log(f"[donors] {len(grid_dropped)} grid faces dropped as look-alikes of validation faces")
     small_donors = []
     for k in progress(range(len(lfw_faces)), "labelling LFW crops"):
-        g = (np.clip(lfw_faces[k], 0, 1) * 255).astype(np.uint8) if lfw_faces.dtype != np.uint8 else lfw_faces[k]
-        bgr = cv2.cvtColor(g, cv2.COLOR_GRAY2BGR)
+        bgr = lfw_bgr(lfw_faces[k])
         small_donors.append(cut_face(bgr, lfw_face_box(bgr), f"lfw{k}", margin=0.35))
     add_source(LFW[0], LFW[1], "train", "face donor only (first 100 of 200 crops; small faces <= 28 px)", len(small_donors))
     log(f"[donors] {n_photo_donors} from train photos, {n_grid} from the face grid, {len(small_donors)} LFW crops")
@@ -1106,8 +1101,7 @@ def distractor_pool(per_photo: int, photos: list, bgs: list[np.ndarray], bg_name
     for bg, name in zip(bgs, bg_names):
         pool += cut_distractors(rng, bg, np.zeros((0, 4), np.float32), 2, name)
     for k in range(100, len(lfw)):
-        g = (np.clip(lfw[k], 0, 1) * 255).astype(np.uint8) if lfw.dtype != np.uint8 else lfw[k]
-        pool.append(cut_face(cv2.cvtColor(g, cv2.COLOR_GRAY2BGR), LFW_DEFAULT_BOX.copy(), f"lfw{k}", margin=0.35))
+        pool.append(cut_face(lfw_bgr(lfw[k]), LFW_DEFAULT_BOX.copy(), f"lfw{k}", margin=0.35))
     return pool
 
 
@@ -1148,6 +1142,12 @@ def face_signature(img: np.ndarray, box: np.ndarray) -> np.ndarray:
 
 
 LFW_DEFAULT_BOX = np.array([2.0, 0.0, 20.5, 24.0], np.float32)  # median RetinaFace box over the 100 crops
+
+
+def lfw_bgr(crop: np.ndarray) -> np.ndarray:
+    """One ``lfw_subset.npy`` crop (grey, float in [0, 1] or uint8) as a uint8 BGR image."""
+    g = crop if crop.dtype == np.uint8 else (np.clip(crop, 0, 1) * 255).astype(np.uint8)
+    return cv2.cvtColor(g, cv2.COLOR_GRAY2BGR)
 
 
 def lfw_face_box(crop: np.ndarray) -> np.ndarray:

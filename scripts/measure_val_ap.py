@@ -41,6 +41,7 @@ from facedet.runtime import tune_allocator  # noqa: E402
 
 
 def run(name, fn, annotations, root: Path, threshold: float):
+    """(table row, predictions ``{file: (boxes [N, 4], scores [N])}``) of one detector."""
     preds = {}
     t0 = time.perf_counter()
     for a in annotations:
@@ -48,7 +49,8 @@ def run(name, fn, annotations, root: Path, threshold: float):
         preds[a.file] = (np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(scores, np.float32).reshape(-1))
     seconds = time.perf_counter() - t0
     res = evaluate_folder(annotations, preds, threshold=threshold)
-    return {"detector": name, "ap50": res.ap50, "ap50_95": res.ap50_95, "threshold": threshold, "precision": res.precision, "recall": res.recall, "seconds": seconds}
+    row = {"detector": name, "ap50": res.ap50, "ap50_95": res.ap50_95, "threshold": threshold, "precision": res.precision, "recall": res.recall, "seconds": seconds}
+    return row, preds
 
 
 def main() -> None:
@@ -67,16 +69,14 @@ def main() -> None:
     annotations = read_generic(args.data / f"{args.split}.json")
     det = Detector.load(args.weights)
     faces = sum(int((~a.ignore).sum()) for a in annotations)
-    rows = [
-        run("facedet (pyramid, default)", lambda im: _ours(det, im, True), annotations, args.data, args.threshold),
-        run("facedet (single scale)", lambda im: _ours(det, im, False), annotations, args.data, args.threshold),
-    ]
+    pyramid_row, pyramid_preds = run("facedet (pyramid, default)", lambda im: _ours(det, im, True), annotations, args.data, args.threshold)
+    rows = [pyramid_row, run("facedet (single scale)", lambda im: _ours(det, im, False), annotations, args.data, args.threshold)[0]]
     if not args.no_teachers:
         import teachers
 
         teachers.set_threads(2)
-        rows.append(run("teacher: RetinaFace-MobileNet0.25", lambda im: teachers.detect_retinaface(im, score_threshold=0.01), annotations, args.data, args.threshold))
-        rows.append(run("second opinion: YuNet", lambda im: teachers.detect_yunet(im, score_threshold=0.01), annotations, args.data, args.threshold))
+        rows.append(run("teacher: RetinaFace-MobileNet0.25", lambda im: teachers.detect_retinaface(im, score_threshold=0.01), annotations, args.data, args.threshold)[0])
+        rows.append(run("second opinion: YuNet", lambda im: teachers.detect_yunet(im, score_threshold=0.01), annotations, args.data, args.threshold)[0])
 
     weights = args.weights or "shipped weights"
     print(f"held-out validation: {args.data / (args.split + '.json')}: {len(annotations)} photos, {faces} faces; facedet weights: {weights}")
@@ -86,19 +86,19 @@ def main() -> None:
         print(f"{r['detector']:<36} {r['ap50']:>7.3f} {r['ap50_95']:>12.3f} {r['precision']:>6.3f} {r['recall']:>6.3f} {r['seconds'] / len(annotations):>6.3f}")
     if args.list_misses:
         print("faces missed at every threshold (facedet pyramid, best IoU of any box):")
-        for file, box, best in _misses(det, annotations, args.data):
+        for file, box, best in _misses(annotations, pyramid_preds):
             print(f"  {file}: face {[round(float(v)) for v in box]} best IoU {best:.2f}")
     if args.json:
         args.json.write_text(json.dumps({"photos": len(annotations), "faces": faces, "rows": rows}, indent=2) + "\n")
 
 
-def _misses(det: Detector, annotations, root: Path):
-    """(file, face box, best IoU) for each non-ignored face no pyramid box matches at IoU 0.5."""
+def _misses(annotations, preds):
+    """(file, face box, best IoU) for each non-ignored face that no predicted box matches at IoU 0.5."""
     from facedet.boxes import box_iou
 
     out = []
     for a in annotations:
-        boxes, _ = _ours(det, read_image(root / a.file), True)
+        boxes = preds[a.file][0]
         for box, ign in zip(a.boxes, a.ignore):
             if ign:
                 continue
