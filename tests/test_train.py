@@ -10,7 +10,9 @@ import typer
 from typer.testing import CliRunner
 
 from facedet.detector import build_model
+from facedet.data.generic import read_generic
 from facedet.errors import FacedetError
+from facedet.evaluation.folder import evaluate_folder
 from facedet.evaluation.ap import iou_xyxy
 from facedet.inference import Detector
 from facedet.training.checkpoint import load_checkpoint, save_checkpoint
@@ -18,6 +20,7 @@ from facedet.training.cli import train_command
 from facedet.training.schedule import lr_at, warmup_iterations
 from facedet.training.sparsify import hard_threshold_, rnnpool_density, sparsify_rnnpool_
 from facedet.training.trainer import TrainConfig, train
+from facedet.training.validate import VAL_THRESHOLD, VAL_TOP_K, validate_ap
 from facedet.weights import load_weights, training_summary
 
 
@@ -72,6 +75,35 @@ def test_overfit_detects_the_faces(tmp_path):
     summary = training_summary(meta)
     assert summary["data"] == "generic" and summary["epoch"] == result.best_epoch and summary["val_ap50"] == pytest.approx(result.best_ap)
     assert len(json.loads((tmp_path / "run" / "history.json").read_text())) == 100
+
+
+@pytest.mark.parametrize("pyramid", [True, False])
+def test_validation_scores_what_detect_does(tmp_path, pyramid):
+    data = make_faces(tmp_path / "data", n=2, size=128, val=True)
+    result = train(cfg_for(data, tmp_path / "run", epochs=3, batch_size=2, val_pyramid=pyramid))
+    model = build_model("m4")
+    model.load_state_dict(load_checkpoint(tmp_path / "run" / "last.pt")["model"])
+    val = read_generic(data / "val.json")
+    # oracle: Detector.detect (what `facedet detect` runs) + the folder evaluator
+    detector = Detector(model)
+    preds = {}
+    for a in val:
+        d = detector.detect(cv2.imread(str(data / a.file)), threshold=VAL_THRESHOLD, pyramid=pyramid, top_k=VAL_TOP_K)
+        preds[a.file] = (d.boxes, d.scores)
+    oracle = evaluate_folder(val, preds).ap50
+    other = validate_ap(model, val, data, pyramid=not pyramid)
+    assert abs(oracle - other) > 1e-3  # the fixture tells the two modes apart
+    assert validate_ap(model, val, data, pyramid=pyramid) == pytest.approx(oracle, abs=1e-9)
+    assert result.history[-1]["val_ap50"] == pytest.approx(oracle, abs=1e-9)
+
+
+def test_val_pyramid_option_and_old_configs(tmp_path):
+    assert TrainConfig(data="generic", root="r", out="o").val_pyramid
+    cfg = cfg_for(tmp_path, tmp_path / "o", val_pyramid=False)
+    assert TrainConfig.from_dict(cfg.to_dict()).val_pyramid is False
+    old = cfg_for(tmp_path, tmp_path / "o").to_dict()
+    del old["val_pyramid"]  # a run saved before the option: it validated at one scale
+    assert TrainConfig.from_dict(old).val_pyramid is False
 
 
 class Interrupt(Exception):

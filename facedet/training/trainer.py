@@ -75,6 +75,7 @@ class TrainConfig:
     limit: Optional[int] = None
     val_limit: Optional[int] = 500
     val_split: float = 0.1
+    val_pyramid: bool = True
     input_size: Optional[int] = None
     augment: str = "auto"
     threads: Optional[int] = None
@@ -86,6 +87,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         names = {f.name for f in fields(cls)}
+        d = {"val_pyramid": False, **d}  # runs saved before the option existed validated at one scale
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def resolved_augment(self) -> str:
@@ -491,7 +493,7 @@ def _train(cfg: TrainConfig, d: _Dist, out: Path, state, fresh: bool, on_step, s
         if d.main:
             if val_records:
                 tv = time.perf_counter()
-                ap = validate_ap(model, val_records, cfg.root, device, cfg.workers)
+                ap = validate_ap(model, val_records, cfg.root, device, cfg.workers, pyramid=cfg.val_pyramid)
                 entry["val_ap50"] = None if math.isnan(ap) else ap
                 entry["val_seconds"] = time.perf_counter() - tv
                 score = -1.0 if math.isnan(ap) else ap

@@ -10,10 +10,17 @@ score floor and pre-NMS cap keep validation fast early in training, when an
 untrained model scores thousands of priors; they barely move AP@0.5.  AP is the COCO-style
 101-point AP at IoU 0.5 of :mod:`facedet.evaluation.ap` (ignored faces neither
 required nor penalised).
+
+With ``pyramid=True`` (``facedet train``'s default) each image goes through
+:meth:`facedet.inference.Detector.detect` with ``pyramid=True`` instead: the
+same levels and merging NMS as ``facedet detect``, with the score floor and
+pre-NMS cap above applied per level, so the best checkpoint is the best one for
+the way the model is used.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -33,7 +40,7 @@ VAL_MAX_FACES = 750
 
 
 @torch.inference_mode()
-def validate_ap(model, records: Sequence[ImageAnnotation], root, device: torch.device | str = "cpu", workers: int = 0, progress=None) -> float:
+def validate_ap(model, records: Sequence[ImageAnnotation], root, device: torch.device | str = "cpu", workers: int = 0, progress=None, pyramid: bool = False) -> float:
     """AP@0.5 of ``model`` on ``records`` (NaN if they hold no face).
 
     Args:
@@ -41,7 +48,11 @@ def validate_ap(model, records: Sequence[ImageAnnotation], root, device: torch.d
             here and restored to its previous mode afterwards).
         records: validation annotations, ``file`` relative to ``root``.
         progress: optional callable wrapping the item iterator (e.g. a bar).
+        pyramid: detect with ``facedet detect``'s image pyramid (``workers``
+            is then unused: images are read in this process).
     """
+    if pyramid:
+        return _validate_pyramid(model, records, root, device, progress)
     spec = model.spec
     was_training = model.training
     model.eval()
@@ -68,6 +79,29 @@ def validate_ap(model, records: Sequence[ImageAnnotation], root, device: torch.d
                 boxes[:, 1::2] = np.clip(boxes[:, 1::2] / item.sy, 0, item.height)
             num_gt += int((~rec.ignore).sum())
             per_image.append(match_image(boxes, scores.cpu().numpy(), rec.boxes, rec.ignore, thr))
+    finally:
+        model.train(was_training)
+    stats = accumulate(per_image, num_gt, thr)
+    return coco_ap(stats.tp[0], stats.ignored[0], stats.num_gt)
+
+
+@torch.inference_mode()
+def _validate_pyramid(model, records: Sequence[ImageAnnotation], root, device, progress=None) -> float:
+    from facedet.data.dataset import load_image
+    from facedet.inference import Detector
+
+    was_training = model.training
+    det = Detector(model, device=str(device))  # puts the model in eval mode
+    items = range(len(records))
+    if progress is not None:
+        items = progress(items, len(records))
+    per_image, num_gt, thr = [], 0, np.array([0.5])
+    try:
+        for i in items:
+            rec = records[i]
+            d = det.detect(load_image(Path(root) / rec.file), threshold=VAL_THRESHOLD, nms_threshold=VAL_NMS, max_faces=VAL_MAX_FACES, pyramid=True, top_k=VAL_TOP_K)
+            num_gt += int((~rec.ignore).sum())
+            per_image.append(match_image(d.boxes.astype(np.float64), d.scores, rec.boxes, rec.ignore, thr))
     finally:
         model.train(was_training)
     stats = accumulate(per_image, num_gt, thr)
