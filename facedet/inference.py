@@ -10,7 +10,7 @@ import torch
 
 from facedet.boxes import nms
 from facedet.detector import DEFAULT_ARCH, RNNPoolFace, build_model
-from facedet.detector.postprocess import detect_boxes
+from facedet.detector.postprocess import NMS_TOP_K, detect_boxes
 from facedet.errors import FacedetError
 from facedet.preprocess import network_scale, normalize, resize, to_bgr8
 from facedet.weights import default_weights_path, load_weights
@@ -18,6 +18,7 @@ from facedet.weights import default_weights_path, load_weights
 DEFAULT_THRESHOLD = 0.8  # F1-best of {0.5, 0.8} for the shipped weights (weights/README.md)
 DEFAULT_NMS_THRESHOLD = 0.3
 DEFAULT_MAX_FACES = 750
+PYRAMID_UPSCALE = 1.5  # the pyramid's extra level above the base scale (Detector.pyramid_scales)
 
 
 @dataclass
@@ -95,17 +96,24 @@ class Detector:
         x = torch.from_numpy(normalize(r.image, self.spec.in_channels, self.spec.mean_bgr))[None]
         return x.to(self.device), r.sx, r.sy
 
-    def pyramid_scales(self, height: int, width: int, levels: int = 3) -> list[float]:
-        """Scales of the detection pyramid: the area-preserving scale, then halvings.
+    def pyramid_scales(self, height: int, width: int, levels: int = 3, upscale: float | None = PYRAMID_UPSCALE) -> list[float]:
+        """Scales of the detection pyramid, largest first.
 
-        A level is used only if the image is still at least twice the model's
+        ``upscale`` x the area-preserving scale, if the image has the pixels for
+        it (that scale is at most 1: the image is never enlarged for this level);
+        then the area-preserving scale and ``levels - 1`` halvings of it.  A
+        halving is used only if the image is still at least twice the model's
         minimum input side there.  ``m4``'s largest anchor is 48 px, so faces
-        much larger than that at the base scale are found one or two octaves down.
+        much larger than that at the base scale are found one or two octaves
+        down; the upscaled level gives the many faces of 25-50 px at the base
+        scale a second look at 1.5x (weights/README.md measures the effect).
         """
         base = network_scale(height, width, self.spec.input_size)
         scales = [base]
         while len(scales) < levels and min(height, width) * scales[-1] / 2 >= 2 * self._min_side:
             scales.append(scales[-1] / 2)
+        if upscale and upscale * base <= 1.0 + 1e-9:
+            scales.insert(0, upscale * base)
         return scales
 
     @torch.inference_mode()
@@ -118,6 +126,7 @@ class Detector:
         max_faces: int = DEFAULT_MAX_FACES,
         scale: float | None = None,
         pyramid: bool = False,
+        top_k: int = NMS_TOP_K,
     ) -> Detections:
         """Detect faces in one image.
 
@@ -128,10 +137,13 @@ class Detector:
             max_faces: at most this many boxes.
             scale: resize factor before the network; None = the area-preserving
                 rule that gives the image the model's nominal pixel budget.
-            pyramid: also run at half and quarter of that scale (see
-                :meth:`pyramid_scales`) and merge all boxes with one NMS; costs
-                about a third more compute and finds faces larger than the
-                anchors.  Ignored when ``scale`` is given.
+            pyramid: also run at 1.5x that scale (when the image has the
+                pixels) and at half and quarter of it (see :meth:`pyramid_scales`),
+                and merge all boxes with one NMS; costs about 3.6x the compute of
+                the base scale alone, and finds more faces (the upscaled level)
+                and faces larger than the anchors (the halvings).  Ignored when
+                ``scale`` is given.
+            top_k: at most this many best-scoring boxes per scale enter NMS.
         Returns:
             :class:`Detections` in original-image pixels.
         """
@@ -143,7 +155,7 @@ class Detector:
             x, sx, sy = self.prepare(image, s)
             conf, loc = self.model(x)
             priors = self.priors(x.shape[2], x.shape[3])
-            boxes, scores = detect_boxes(conf[0], loc[0], priors, threshold=threshold, nms_threshold=nms_threshold, max_faces=max_faces, variances=self.spec.variances)
+            boxes, scores = detect_boxes(conf[0], loc[0], priors, threshold=threshold, nms_threshold=nms_threshold, max_faces=max_faces, variances=self.spec.variances, top_k=top_k)
             all_boxes.append(boxes / torch.tensor([sx, sy, sx, sy], dtype=boxes.dtype, device=boxes.device))
             all_scores.append(scores)
         boxes, scores = torch.cat(all_boxes), torch.cat(all_scores)

@@ -106,8 +106,12 @@ def test_collect_inputs(tmp_path):
 def test_pyramid_scales_and_merge():
     model = build_model("m4").eval()
     det = Detector(model)
-    assert det.pyramid_scales(480, 640) == [0.5, 0.25, 0.125]
-    s = det.pyramid_scales(40, 40)  # small images are enlarged first, then halved
+    assert det.pyramid_scales(480, 640) == [0.75, 0.5, 0.25, 0.125]
+    assert det.pyramid_scales(480, 640, upscale=None) == [0.5, 0.25, 0.125]
+    # the 1.5x level only where the image has the pixels: exactly at the edge, and one row short
+    assert det.pyramid_scales(360, 480)[0] == pytest.approx(1.0) and len(det.pyramid_scales(360, 480)) == 4
+    assert det.pyramid_scales(359, 480)[0] == pytest.approx(math.sqrt(76800 / (359 * 480)))
+    s = det.pyramid_scales(40, 40)  # small images are enlarged first, then halved; no upscaled level
     assert s[0] == pytest.approx(math.sqrt(76800 / 1600)) and s[1] == pytest.approx(s[0] / 2)
     assert len(det.pyramid_scales(20, 1000)) == 1  # a 39-pixel-high strip cannot be halved (minimum side 15, x2)
     with torch.no_grad():
@@ -119,4 +123,5 @@ def test_pyramid_scales_and_merge():
     multi = det.detect(img, threshold=0.5, nms_threshold=1.0, max_faces=5000, pyramid=True)
     widths = set(np.round(multi.boxes[:, 2] - multi.boxes[:, 0]).tolist())
     assert 64.0 in widths and 128.0 in widths  # boxes from the base level and one octave down
+    assert np.isclose(multi.boxes[:, 2] - multi.boxes[:, 0], 64 / 1.5, atol=1e-3).any()  # and from the 1.5x level
     assert set(np.round(single.boxes[:, 2] - single.boxes[:, 0]).tolist()) <= {64.0} | set(range(0, 64))
