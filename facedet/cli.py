@@ -61,7 +61,7 @@ def detect(
     threshold: float = typer.Option(DEFAULT_THRESHOLD, "--threshold", "-t", help="Minimum face score, in [0, 1]."),
     nms_threshold: float = typer.Option(DEFAULT_NMS_THRESHOLD, "--nms-threshold", help="NMS IoU threshold, in [0, 1]."),
     max_faces: int = typer.Option(DEFAULT_MAX_FACES, "--max-faces", min=1, help="At most this many faces per image."),
-    pyramid: bool = typer.Option(True, "--pyramid/--single-scale", help="Also run at 1.5x (when the image has the pixels), 1/2 and 1/4 of the base scale and merge the boxes (more faces found, about 3.6x the compute); --single-scale is the paper's area-preserving test."),
+    pyramid: bool = typer.Option(True, "--pyramid/--single-scale", help="Also run at 1.5x (when the image has the pixels), 1/2 and 1/4 of the base scale and merge the boxes (more faces found, about 3.5x the time); --single-scale is the paper's area-preserving test."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Write results as JSON to FILE, or '-' for stdout.", metavar="FILE|-"),
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write one CSV row per face to FILE.", metavar="FILE"),
     wider_txt: Optional[Path] = typer.Option(None, "--wider-txt", help="Write official WIDER FACE per-image .txt files into DIR.", metavar="DIR"),
@@ -102,7 +102,7 @@ def webcam(
     arch: Optional[str] = typer.Option(None, "--arch", help="Architecture (m4, qvga, quant, c); must match the weights."),
     threshold: float = typer.Option(DEFAULT_THRESHOLD, "--threshold", "-t", help="Minimum face score, in [0, 1]."),
     nms_threshold: float = typer.Option(DEFAULT_NMS_THRESHOLD, "--nms-threshold", help="NMS IoU threshold, in [0, 1]."),
-    pyramid: bool = typer.Option(True, "--pyramid/--single-scale", help="Also run at 1.5x, 1/2 and 1/4 of the base scale (about 3.6x the compute); --single-scale is faster."),
+    pyramid: bool = typer.Option(True, "--pyramid/--single-scale", help="Also run at 1.5x, 1/2 and 1/4 of the base scale (about 3.5x the time); --single-scale is faster."),
 ) -> None:
     """Live detection from a camera, with boxes and FPS drawn. Press q to quit."""
     from facedet.webcam import close_windows, has_display, open_camera, opencv_window, run_live

@@ -126,6 +126,7 @@ class Detector:
         max_faces: int = DEFAULT_MAX_FACES,
         scale: float | None = None,
         pyramid: bool = False,
+        upscale: float | None = PYRAMID_UPSCALE,
         top_k: int = NMS_TOP_K,
     ) -> Detections:
         """Detect faces in one image.
@@ -139,17 +140,20 @@ class Detector:
                 rule that gives the image the model's nominal pixel budget.
             pyramid: also run at 1.5x that scale (when the image has the
                 pixels) and at half and quarter of it (see :meth:`pyramid_scales`),
-                and merge all boxes with one NMS; costs about 3.6x the compute of
-                the base scale alone, and finds more faces (the upscaled level)
+                and merge all boxes with one NMS; takes about 3.5x the time of
+                the base scale alone (``scripts/bench_speed.py``), and finds more
+                faces (the upscaled level)
                 and faces larger than the anchors (the halvings).  Ignored when
                 ``scale`` is given.
+            upscale: the pyramid's level above the base scale (None: no such
+                level, about half the time, fewer faces found).
             top_k: at most this many best-scoring boxes per scale enter NMS.
         Returns:
             :class:`Detections` in original-image pixels.
         """
         h, w = image.shape[:2]
         image = to_bgr8(image)
-        scales = self.pyramid_scales(h, w) if (pyramid and scale is None) else [scale]
+        scales = self.pyramid_scales(h, w, upscale=upscale) if (pyramid and scale is None) else [scale]
         all_boxes, all_scores = [], []
         for s in scales:
             x, sx, sy = self.prepare(image, s)

@@ -186,11 +186,12 @@ def test_photo_specs_are_consistent():
     assert len({(p.pkg, p.path) for p in bod.PHOTOS}) == len(bod.PHOTOS)
     # tight crops only donate faces: never validation photos, never training views
     assert all(p.split == "train" for p in bod.PHOTOS if not p.views)
-    # --no-extra-photos gives recipe 4's 27 photos; recipe 5 added train photos only
+    # the default is recipe 4's 27 photos; recipe 5 (--extra-photos) added train photos only
+    assert bod.selected_photos(extra_photos=True) == bod.PHOTOS
     old = bod.selected_photos(extra_photos=False)
     assert len(old) == 27 and all(p.recipe <= 4 for p in old)
     assert all(p.split == "train" for p in bod.PHOTOS if p.recipe > 4)
     assert [p for p in bod.PHOTOS if p.split == "val"] == [p for p in old if p.split == "val"]
-    assert bod.parse_args([]).extra_photos is True and bod.parse_args(["--no-extra-photos"]).extra_photos is False
+    assert bod.parse_args([]).extra_photos is False and bod.parse_args(["--extra-photos"]).extra_photos is True
     # no training photo was picked for a validation face's identity (see PHOTOS' comment)
     assert not any("walter" in p.path.lower() for p in bod.PHOTOS)

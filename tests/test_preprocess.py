@@ -124,4 +124,7 @@ def test_pyramid_scales_and_merge():
     widths = set(np.round(multi.boxes[:, 2] - multi.boxes[:, 0]).tolist())
     assert 64.0 in widths and 128.0 in widths  # boxes from the base level and one octave down
     assert np.isclose(multi.boxes[:, 2] - multi.boxes[:, 0], 64 / 1.5, atol=1e-3).any()  # and from the 1.5x level
+    octaves = det.detect(img, threshold=0.5, nms_threshold=1.0, max_faces=5000, pyramid=True, upscale=None)
+    assert not np.isclose(octaves.boxes[:, 2] - octaves.boxes[:, 0], 64 / 1.5, atol=1e-3).any()
+    assert 64.0 in set(np.round(octaves.boxes[:, 2] - octaves.boxes[:, 0]).tolist())
     assert set(np.round(single.boxes[:, 2] - single.boxes[:, 0]).tolist()) <= {64.0} | set(range(0, 64))
