@@ -175,6 +175,24 @@ def test_run_multiscale_mode_and_errors(tmp_path):
         run_detector(det, bad, workers=1, show_progress=False)
 
 
+def test_run_pyramid_mode_is_what_detect_runs():
+    """--mode pyramid gives exactly Detector.detect(pyramid=True); single scale differs."""
+    from pathlib import Path
+
+    from facedet.imageio import read_image
+    from facedet.inference import Detector
+
+    path = Path(__file__).resolve().parent / "data" / "astronaut.jpg"
+    det = Detector.load()  # the shipped weights
+    item = [RunItem("a", path, None, "a")]
+    res, _ = run_detector(det, item, mode="pyramid", workers=0, show_progress=False)
+    ref = det.detect(read_image(path), threshold=0.01, pyramid=True)
+    np.testing.assert_array_equal(res["a"][0], ref.boxes)
+    np.testing.assert_array_equal(res["a"][1], ref.scores)
+    single, _ = run_detector(det, item, mode="single", workers=0, show_progress=False)
+    assert len(single["a"][1]) != len(ref.scores)
+
+
 def test_wider_items_layout(tmp_path):
     root = tmp_path / "wider"
     for ev, names in {"1--Handshaking": ["b.jpg", "a.jpg"], "0--Parade": ["c.jpg", "notes.txt"]}.items():

@@ -30,6 +30,7 @@ class Split(str, Enum):
 class Mode(str, Enum):
     single = "single"
     multiscale = "multiscale"
+    pyramid = "pyramid"
 
 
 def _load_detector(weights: Optional[Path], arch: Optional[str]):
@@ -78,7 +79,7 @@ def wider(
     gt_dir: Optional[Path] = typer.Option(None, "--gt-dir", help="Official eval_tools ground truth: wider_face_val.mat and wider_{easy,medium,hard}_val.mat.", metavar="DIR"),
     wider_root: Optional[Path] = typer.Option(None, "--wider-root", help="Run our detector on <DIR>/WIDER_<split>/images/<event>/*.jpg (needs --out).", metavar="DIR"),
     split: Split = typer.Option(Split.val, "--split", help="WIDER split to run on with --wider-root."),
-    mode: Mode = typer.Option(Mode.single, "--mode", help="single: area-preserving single scale; multiscale: S3FD shrink/enlarge + flip + box voting."),
+    mode: Mode = typer.Option(Mode.single, "--mode", help="single: area-preserving single scale; multiscale: S3FD shrink/enlarge + flip + box voting; pyramid: what facedet detect runs."),
     out: Optional[Path] = typer.Option(None, "--out", help="Where --wider-root writes DIR/<event>/<image>.txt (resumable).", metavar="DIR"),
     weights: Optional[Path] = typer.Option(None, "--weights", "-w", help=WEIGHTS_HELP),
     arch: Optional[str] = typer.Option(None, "--arch", help=ARCH_HELP),
@@ -137,7 +138,7 @@ def folder(
     annotations: Path = typer.Option(..., "--annotations", help="Generic-format JSON file, or a folder of PASCAL VOC XML files.", metavar="FILE|DIR", show_default=False),
     pred_dir: Optional[Path] = typer.Option(None, "--pred-dir", help="Score existing predictions DIR/<image minus suffix>.txt (official WIDER per-image format) instead of running the detector.", metavar="DIR"),
     out: Optional[Path] = typer.Option(None, "--out", help="Also write our detector's predictions there (resumable).", metavar="DIR"),
-    mode: Mode = typer.Option(Mode.single, "--mode", help="single: area-preserving single scale; multiscale: S3FD protocol."),
+    mode: Mode = typer.Option(Mode.single, "--mode", help="single: area-preserving single scale; multiscale: S3FD protocol; pyramid: what facedet detect runs."),
     weights: Optional[Path] = typer.Option(None, "--weights", "-w", help=WEIGHTS_HELP),
     arch: Optional[str] = typer.Option(None, "--arch", help=ARCH_HELP),
     eval_threshold: float = typer.Option(0.01, "--eval-threshold", help="Lowest detection score kept, in [0, 1]."),

@@ -35,6 +35,7 @@ __all__ = [
     "RunStats",
     "multiscale_schedule",
     "multiscale_detect",
+    "pyramid_detect",
     "single_detect",
     "flip_boxes",
     "bbox_vote",
@@ -42,14 +43,14 @@ __all__ = [
     "wider_items",
 ]
 
-MODES = ("single", "multiscale")
+MODES = ("single", "multiscale", "pyramid")
 S3FD_MAX_AREA = 1700 * 1200
 VOTE_IOU = 0.3
 MAX_FACES = 750
 
 
 class _DetectorLike(Protocol):  # what the runner needs from facedet.inference.Detector
-    def detect(self, image_bgr: np.ndarray, *, threshold: float = ..., nms_threshold: float = ..., max_faces: int = ..., scale: float | None = ...): ...
+    def detect(self, image_bgr: np.ndarray, *, threshold: float = ..., nms_threshold: float = ..., max_faces: int = ..., scale: float | None = ..., pyramid: bool = ...): ...
 
 
 # --------------------------------------------------------------------------- multiscale protocol
@@ -185,6 +186,12 @@ def single_detect(detector: _DetectorLike, image: np.ndarray, *, threshold: floa
     return np.asarray(d.boxes, np.float32).reshape(-1, 4), np.asarray(d.scores, np.float32).reshape(-1)
 
 
+def pyramid_detect(detector: _DetectorLike, image: np.ndarray, *, threshold: float = 0.01, nms_threshold: float = 0.3, max_faces: int = MAX_FACES) -> tuple[np.ndarray, np.ndarray]:
+    """What ``facedet detect`` runs: :meth:`facedet.inference.Detector.detect` with its image pyramid."""
+    d = detector.detect(image, threshold=threshold, nms_threshold=nms_threshold, max_faces=max_faces, pyramid=True)
+    return np.asarray(d.boxes, np.float32).reshape(-1, 4), np.asarray(d.scores, np.float32).reshape(-1)
+
+
 # --------------------------------------------------------------------------- running over a set
 
 
@@ -258,7 +265,8 @@ def run_detector(
     Args:
         detector: see :func:`multiscale_detect`.
         items: what to run on.
-        mode: ``"single"`` or ``"multiscale"``.
+        mode: ``"single"``, ``"multiscale"`` (the S3FD protocol) or ``"pyramid"``
+            (``facedet detect``'s default pyramid).
         threshold: lowest score kept (low for evaluation, default 0.01).
         force: recompute items whose prediction file already exists.
         workers: image-decoding threads (0: decode in the calling thread).
@@ -279,7 +287,7 @@ def run_detector(
         raise FacedetError(f"unknown mode {mode!r}, expected one of {', '.join(MODES)}")
     if loader is None:
         from facedet.imageio import read_image as loader
-    fn = multiscale_detect if mode == "multiscale" else single_detect
+    fn = {"single": single_detect, "multiscale": multiscale_detect, "pyramid": pyramid_detect}[mode]
     todo = [it for it in items if force or it.out is None or not it.out.exists()]
     stats = RunStats(skipped=len(items) - len(todo))
     results: dict = {}
