@@ -142,9 +142,8 @@ class Detector:
                 pixels) and at half and quarter of it (see :meth:`pyramid_scales`),
                 and merge all boxes with one NMS; takes about 3.5x the time of
                 the base scale alone (``scripts/bench_speed.py``), and finds more
-                faces (the upscaled level)
-                and faces larger than the anchors (the halvings).  Ignored when
-                ``scale`` is given.
+                faces (the upscaled level) and faces larger than the anchors (the
+                halvings).  Ignored when ``scale`` is given.
             upscale: the pyramid's level above the base scale (None: no such
                 level, about half the time, fewer faces found).
             top_k: at most this many best-scoring boxes per scale enter NMS.
