@@ -151,8 +151,28 @@ class Detector:
             :class:`Detections` in original-image pixels.
         """
         h, w = image.shape[:2]
-        image = to_bgr8(image)
         scales = self.pyramid_scales(h, w, upscale=upscale) if (pyramid and scale is None) else [scale]
+        return self.detect_scales(image, scales, threshold=threshold, nms_threshold=nms_threshold, max_faces=max_faces, top_k=top_k)
+
+    @torch.inference_mode()
+    def detect_scales(
+        self,
+        image: np.ndarray,
+        scales: list[float | None],
+        *,
+        threshold: float = DEFAULT_THRESHOLD,
+        nms_threshold: float = DEFAULT_NMS_THRESHOLD,
+        max_faces: int = DEFAULT_MAX_FACES,
+        top_k: int = NMS_TOP_K,
+    ) -> Detections:
+        """Detect at each of ``scales`` and merge, as :meth:`detect` does for its pyramid.
+
+        Each scale (None: the area-preserving one) is post-processed on its own;
+        with more than one scale all boxes then go through one more NMS and the
+        ``max_faces`` cap.  Boxes are clipped to the image last.
+        """
+        h, w = image.shape[:2]
+        image = to_bgr8(image)
         all_boxes, all_scores = [], []
         for s in scales:
             x, sx, sy = self.prepare(image, s)

@@ -182,13 +182,16 @@ def multiscale_detect(detector: _DetectorLike, image: np.ndarray, *, threshold: 
 
 def single_detect(detector: _DetectorLike, image: np.ndarray, *, threshold: float = 0.01, nms_threshold: float = 0.3, max_faces: int = MAX_FACES) -> tuple[np.ndarray, np.ndarray]:
     """One pass at the detector's default area-preserving scale (reference §3.6)."""
-    d = detector.detect(image, threshold=threshold, nms_threshold=nms_threshold, max_faces=max_faces, scale=None)
-    return np.asarray(d.boxes, np.float32).reshape(-1, 4), np.asarray(d.scores, np.float32).reshape(-1)
+    return _as_arrays(detector.detect(image, threshold=threshold, nms_threshold=nms_threshold, max_faces=max_faces, scale=None))
 
 
 def pyramid_detect(detector: _DetectorLike, image: np.ndarray, *, threshold: float = 0.01, nms_threshold: float = 0.3, max_faces: int = MAX_FACES) -> tuple[np.ndarray, np.ndarray]:
     """What ``facedet detect`` runs: :meth:`facedet.inference.Detector.detect` with its image pyramid."""
-    d = detector.detect(image, threshold=threshold, nms_threshold=nms_threshold, max_faces=max_faces, pyramid=True)
+    return _as_arrays(detector.detect(image, threshold=threshold, nms_threshold=nms_threshold, max_faces=max_faces, pyramid=True))
+
+
+def _as_arrays(d) -> tuple[np.ndarray, np.ndarray]:
+    """Detections -> ``(boxes float32[N, 4], scores float32[N])``."""
     return np.asarray(d.boxes, np.float32).reshape(-1, 4), np.asarray(d.scores, np.float32).reshape(-1)
 
 

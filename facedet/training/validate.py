@@ -51,58 +51,52 @@ def validate_ap(model, records: Sequence[ImageAnnotation], root, device: torch.d
         pyramid: detect with ``facedet detect``'s image pyramid (``workers``
             is then unused: images are read in this process).
     """
-    if pyramid:
-        return _validate_pyramid(model, records, root, device, progress)
-    spec = model.spec
     was_training = model.training
     model.eval()
+    detections = _pyramid_detections(model, records, root, device, progress) if pyramid else _single_scale_detections(model, records, root, device, workers, progress)
+    per_image, num_gt, thr = [], 0, np.array([0.5])
+    try:
+        for index, boxes, scores in detections:
+            rec = records[index]
+            num_gt += int((~rec.ignore).sum())
+            per_image.append(match_image(boxes, scores, rec.boxes, rec.ignore, thr))
+    finally:
+        model.train(was_training)
+    stats = accumulate(per_image, num_gt, thr)
+    return coco_ap(stats.tp[0], stats.ignored[0], stats.num_gt)
+
+
+def _single_scale_detections(model, records, root, device, workers, progress):
+    """Yields ``(record index, boxes float64[N, 4] original pixels, scores [N])`` at the area-preserving scale."""
+    spec = model.spec
     ds = ValDataset(records, root, spec.input_size, spec.in_channels, spec.mean_bgr, model.min_input_side())
     loader = make_val_loader(ds, workers)
     if progress is not None:
         loader = progress(loader, len(ds))
     priors_cache: dict[tuple[int, int], torch.Tensor] = {}
-    per_image = []
-    num_gt = 0
-    thr = np.array([0.5])
-    try:
-        for item in loader:
-            x = item.x[None].to(device)
-            key = (x.shape[2], x.shape[3])
-            if key not in priors_cache:
-                priors_cache[key] = model.priors(*key).to(device)
-            conf, loc = model(x)
-            boxes, scores = detect_boxes(conf[0], loc[0], priors_cache[key], threshold=VAL_THRESHOLD, nms_threshold=VAL_NMS, max_faces=VAL_MAX_FACES, variances=spec.variances, top_k=VAL_TOP_K)
-            boxes = boxes.cpu().numpy().astype(np.float64)
-            rec = records[item.index]
-            if len(boxes):
-                boxes[:, 0::2] = np.clip(boxes[:, 0::2] / item.sx, 0, item.width)
-                boxes[:, 1::2] = np.clip(boxes[:, 1::2] / item.sy, 0, item.height)
-            num_gt += int((~rec.ignore).sum())
-            per_image.append(match_image(boxes, scores.cpu().numpy(), rec.boxes, rec.ignore, thr))
-    finally:
-        model.train(was_training)
-    stats = accumulate(per_image, num_gt, thr)
-    return coco_ap(stats.tp[0], stats.ignored[0], stats.num_gt)
+    for item in loader:
+        x = item.x[None].to(device)
+        key = (x.shape[2], x.shape[3])
+        if key not in priors_cache:
+            priors_cache[key] = model.priors(*key).to(device)
+        conf, loc = model(x)
+        boxes, scores = detect_boxes(conf[0], loc[0], priors_cache[key], threshold=VAL_THRESHOLD, nms_threshold=VAL_NMS, max_faces=VAL_MAX_FACES, variances=spec.variances, top_k=VAL_TOP_K)
+        boxes = boxes.cpu().numpy().astype(np.float64)
+        if len(boxes):
+            boxes[:, 0::2] = np.clip(boxes[:, 0::2] / item.sx, 0, item.width)
+            boxes[:, 1::2] = np.clip(boxes[:, 1::2] / item.sy, 0, item.height)
+        yield item.index, boxes, scores.cpu().numpy()
 
 
-@torch.inference_mode()
-def _validate_pyramid(model, records: Sequence[ImageAnnotation], root, device, progress=None) -> float:
+def _pyramid_detections(model, records, root, device, progress):
+    """The same as :func:`_single_scale_detections`, through ``Detector.detect(pyramid=True)``."""
     from facedet.data.dataset import load_image
     from facedet.inference import Detector
 
-    was_training = model.training
-    det = Detector(model, device=str(device))  # puts the model in eval mode
+    det = Detector(model, device=str(device))
     items = range(len(records))
     if progress is not None:
         items = progress(items, len(records))
-    per_image, num_gt, thr = [], 0, np.array([0.5])
-    try:
-        for i in items:
-            rec = records[i]
-            d = det.detect(load_image(Path(root) / rec.file), threshold=VAL_THRESHOLD, nms_threshold=VAL_NMS, max_faces=VAL_MAX_FACES, pyramid=True, top_k=VAL_TOP_K)
-            num_gt += int((~rec.ignore).sum())
-            per_image.append(match_image(d.boxes.astype(np.float64), d.scores, rec.boxes, rec.ignore, thr))
-    finally:
-        model.train(was_training)
-    stats = accumulate(per_image, num_gt, thr)
-    return coco_ap(stats.tp[0], stats.ignored[0], stats.num_gt)
+    for i in items:
+        d = det.detect(load_image(Path(root) / records[i].file), threshold=VAL_THRESHOLD, nms_threshold=VAL_NMS, max_faces=VAL_MAX_FACES, pyramid=True, top_k=VAL_TOP_K)
+        yield i, d.boxes.astype(np.float64), d.scores
