@@ -24,52 +24,16 @@ from typing import Any
 from torch import nn
 
 from facedet.detector import build_model
-from facedet.detector.layers import ConvBNAct, DetectionHead, InvertedResidual
-from facedet.rnnpool import RNNPoolLayer
+from facedet.graph import Graph
 
 
 def _params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def _conv_macs(conv: nn.Conv2d, out_hw: tuple[int, int]) -> int:
-    k = conv.kernel_size[0] * conv.kernel_size[1]
-    return out_hw[0] * out_hw[1] * conv.out_channels * k * conv.in_channels // conv.groups
-
-
-def _convbnact_macs(block: ConvBNAct, in_hw: tuple[int, int]) -> int:
-    return _conv_macs(block.conv, block.output_size(*in_hw))
-
-
-def _layer_macs(layer: nn.Module, in_hw: tuple[int, int]) -> int:
-    if isinstance(layer, ConvBNAct):
-        return _convbnact_macs(layer, in_hw)
-    if isinstance(layer, InvertedResidual):
-        macs = 0
-        if layer.expand is not None:
-            macs += _convbnact_macs(layer.expand, in_hw)
-        macs += _convbnact_macs(layer.depthwise, in_hw)
-        macs += _convbnact_macs(layer.project, layer.output_size(*in_hw))
-        return macs
-    if isinstance(layer, RNNPoolLayer):
-        oh, ow = layer.grid_size(*in_hw)
-        p, k = layer.patch_size, layer.in_channels
-        h1, h2 = layer.pool.hidden1, layer.pool.hidden2
-        per_patch = 2 * p * p * (k * h1 + h1 * h1) + 4 * p * (h1 * h2 + h2 * h2)
-        return oh * ow * per_patch
-    raise TypeError(f"no MAC rule for {type(layer).__name__}")
-
-
-def _head_macs(head: DetectionHead, in_hw: tuple[int, int]) -> int:
-    macs = 0
-    for branch in (head.conf, head.loc):
-        if isinstance(branch, nn.Sequential):
-            tower, conv = branch[0], branch[1]
-            macs += _convbnact_macs(tower, in_hw)
-            macs += _conv_macs(conv, tower.output_size(*in_hw))
-        else:
-            macs += _conv_macs(branch, in_hw)
-    return macs
+def block_macs(graph: Graph, shapes: dict, block: str) -> int:
+    """MACs of the ops a block emitted, from the graph (the one source of costs)."""
+    return sum(op.macs([shapes[i] for i in op.inputs]) for op in graph.ops if op.block == block)
 
 
 def profile(arch: str, height: int | None = None, width: int | None = None) -> dict[str, Any]:
@@ -97,38 +61,40 @@ def profile(arch: str, height: int | None = None, width: int | None = None) -> d
 
     rows: list[dict[str, Any]] = []
     held = 0  # elements of detection outputs produced so far
-    cur_hw, cur_c = (h, w), spec.in_channels
-    sizes = model.feature_sizes(h, w)
-    heads_at = {src: i for i, src in enumerate(model.sources)}
+    graph = model.structure
+    shapes = graph.shapes(h, w)
+    block_out = {}  # block name -> its output tensor
+    for op in graph.ops:
+        block_out[op.block] = op.output
+    heads = {f"heads.{k}": hd for k, hd in enumerate(graph.heads)}
 
-    def add(name: str, kind: str, module: nn.Module, macs: int, in_elems: int, out_shape: tuple[int, int, int]) -> None:
-        out_elems = out_shape[0] * out_shape[1] * out_shape[2]
-        step = in_elems + out_elems
+    def elems(shape) -> int:
+        return shape[0] * shape[1] * shape[2]
+
+    x = graph.input
+    for name, module in model.steps():
+        in_elems = elems(shapes[x])
+        if name in heads:
+            fh, fw, _ = shapes[heads[name].conf]
+            out_shape = (fh, fw, 6)
+        else:
+            out_shape = shapes[block_out[name]]
+        step = in_elems + elems(out_shape)
         rows.append({
             "name": name,
-            "type": kind,
+            "type": type(module).__name__,
             "output": list(out_shape),
             "params": _params(module),
-            "macs": int(macs),
+            "macs": int(block_macs(graph, shapes, name)),
             "act_bytes_f32": 4 * step,
             "act_bytes_int8": step,
             "live_bytes_f32": 4 * (step + held),
             "live_bytes_int8": step + held,
         })
-
-    for i, layer in enumerate(model.features):
-        if i > max(model.sources):
-            break
-        out_hw = sizes[i]
-        out_c = layer.out_channels
-        add(f"features.{i}", type(layer).__name__, layer, _layer_macs(layer, cur_hw), cur_hw[0] * cur_hw[1] * cur_c, (*out_hw, out_c))
-        cur_hw, cur_c = out_hw, out_c
-        if i in heads_at:
-            k = heads_at[i]
-            head = model.heads[k]
-            fh, fw = head.output_size(*cur_hw)
-            add(f"heads.{k}", "DetectionHead", head, _head_macs(head, cur_hw), cur_hw[0] * cur_hw[1] * cur_c, (fh, fw, 6))
-            held += fh * fw * 6
+        if name in heads:
+            held += elems(out_shape)
+        else:
+            x = block_out[name]
 
     peak = max(rows, key=lambda r: r["live_bytes_int8"])
     return {

@@ -1,21 +1,52 @@
-"""Building blocks of the RNNPool-Face models (reference notes §2.1).
+"""Building blocks of the RNNPool-Face models (paper App. F.2; docs/quantization.md).
 
-Each block knows its own output size (``output_size(h, w)``) so that head map
-sizes, priors and memory profiles are computed without running the network.
+Every block answers one protocol (:class:`Block`): its output size, its output
+channels, and :meth:`Block.lower`, which writes the block as primitive ops into
+a :class:`~facedet.detector.graph.Graph` (batch norm folded).  Profiling,
+quantization and firmware export walk that graph, never ``forward``.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
+from facedet import graph as g
+from facedet.graph import Block, conv_output_size
 
-def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
-    """Output length of a convolution along one axis."""
-    return (size + 2 * padding - kernel) // stride + 1
+__all__ = ["Block", "ConvBNAct", "InvertedResidual", "L2Norm", "DetectionHead", "conv_output_size", "fold_conv_bn"]
 
 
-class ConvBNAct(nn.Module):
+def _np(t: Tensor) -> np.ndarray:
+    return t.detach().to("cpu", torch.float64).numpy()
+
+
+def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> tuple[np.ndarray, np.ndarray]:
+    """Fold an (eval-mode) batch norm into the conv: ``(weight OHWI, bias)`` float32.
+
+    ``w' = w * gamma / sqrt(var + eps)``, ``b' = beta + (b - mean) * gamma / sqrt(var + eps)``,
+    computed in float64 and rounded once.
+    """
+    w = _np(conv.weight)
+    b = _np(conv.bias) if conv.bias is not None else np.zeros(w.shape[0])
+    if bn is not None:
+        k = _np(bn.weight) / np.sqrt(_np(bn.running_var) + bn.eps)
+        w = w * k[:, None, None, None]
+        b = _np(bn.bias) + (b - _np(bn.running_mean)) * k
+    return np.ascontiguousarray(w.transpose(0, 2, 3, 1), np.float32), b.astype(np.float32)
+
+
+def lower_conv(builder: g.GraphBuilder, name: str, x: str, conv: nn.Conv2d, bn: nn.BatchNorm2d | None, relu6: bool) -> str:
+    """Emit one :class:`~facedet.detector.graph.Conv2d` for ``conv`` (+ ``bn``, + ReLU6)."""
+    weight, bias = fold_conv_bn(conv, bn) if builder.weights else (None, None)
+    return builder.emit(g.Conv2d(
+        name, [x], in_channels=conv.in_channels, out_channels=conv.out_channels, kernel=conv.kernel_size[0],
+        stride=conv.stride[0], padding=conv.padding[0], groups=conv.groups, relu6=relu6, weight=weight, bias=bias,
+    ))
+
+
+class ConvBNAct(Block):
     """Conv2d (no bias) -> BatchNorm2d (eps 1e-5) -> ReLU6 (or no activation).
 
     ``padding = (kernel - 1) // 2``.  Shapes: ``[B, cin, H, W] -> [B, cout, H', W']``.
@@ -42,8 +73,11 @@ class ConvBNAct(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.act(self.bn(self.conv(x)))
 
+    def lower(self, builder, name, x):
+        return lower_conv(builder, name, x, self.conv, self.bn, isinstance(self.act, nn.ReLU6))
 
-class InvertedResidual(nn.Module):
+
+class InvertedResidual(Block):
     """MobileNetV2 bottleneck ("MBConv").
 
     ``expand`` (1x1 ConvBNAct to ``round(cin*t)``, absent when ``t == 1``) ->
@@ -70,8 +104,16 @@ class InvertedResidual(nn.Module):
         y = self.project(self.depthwise(y))
         return x + y if self.use_residual else y
 
+    def lower(self, builder, name, x):
+        y = x if self.expand is None else self.expand.lower(builder, f"{name}.expand", x)
+        y = self.depthwise.lower(builder, f"{name}.depthwise", y)
+        y = self.project.lower(builder, f"{name}.project", y)
+        if self.use_residual:
+            y = builder.emit(g.Add(f"{name}.add", [x, y]))
+        return y
 
-class L2Norm(nn.Module):
+
+class L2Norm(Block):
     """``y = w * x / (||x||_2 over channels + 1e-10)`` with learnable ``w`` (init ``gamma``)."""
 
     def __init__(self, channels: int, gamma: float) -> None:
@@ -84,11 +126,18 @@ class L2Norm(nn.Module):
         norm = x.pow(2).sum(dim=1, keepdim=True).sqrt() + self.eps
         return x / norm * self.weight.view(1, -1, 1, 1)
 
+    def output_size(self, height, width):
+        return height, width
+
+    def lower(self, builder, name, x):
+        weight = _np(self.weight).astype(np.float32) if builder.weights else None
+        return builder.emit(g.L2Norm(name, [x], weight=weight, eps=self.eps))
+
     def extra_repr(self) -> str:
         return f"channels={self.weight.numel()}, gamma={self.gamma}"
 
 
-class DetectionHead(nn.Module):
+class DetectionHead(Block):
     """One detection source: optional L2Norm, then a confidence and a box branch.
 
     Args:
@@ -122,6 +171,28 @@ class DetectionHead(nn.Module):
         if self.tower:
             return self.conf[0].output_size(height, width)
         return height, width
+
+    @property
+    def out_channels(self) -> int:
+        return 6
+
+    def lower(self, builder, name, x):
+        """Emit the head; returns the conf tensor's name and records the head's outputs."""
+        if self.norm is not None:
+            x = self.norm.lower(builder, f"{name}.norm", x)
+        outs = []
+        for part, branch in (("conf", self.conf), ("loc", self.loc)):
+            if self.tower:
+                y = branch[0].lower(builder, f"{name}.{part}_tower", x)
+                y = lower_conv(builder, f"{name}.{part}", y, branch[1], None, False)
+            else:
+                y = lower_conv(builder, f"{name}.{part}", x, branch, None, False)
+            outs.append(y)
+        conf, loc = outs
+        if self.maxout:
+            conf = builder.emit(g.MaxOut(f"{name}.maxout", [conf]))
+        builder.graph.heads.append(g.HeadOutput(conf, loc))
+        return conf
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         if self.norm is not None:

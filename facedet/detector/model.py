@@ -1,19 +1,24 @@
 """RNNPool-Face: one model class, configured by an :class:`ArchSpec`.
 
-The backbone is a flat list of layers (``features``); detection heads tap the
-outputs of chosen layers (``sources``).  This flat, named structure is what
-batch-norm folding, quantization and C export walk layer by layer.
+The backbone is a flat list of blocks (``features``); detection heads tap the
+outputs of chosen blocks (``sources``).  :meth:`RNNPoolFace.steps` is the one
+walk over blocks and heads in execution order (it stops after the last tapped
+block); ``forward`` follows it, and so does :meth:`RNNPoolFace.lower`, which
+writes the model as a :class:`facedet.graph.Graph` of primitive ops -- what
+profiling, quantization and C export walk.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import torch
 from torch import Tensor, nn
 
 from facedet.detector.layers import ConvBNAct, DetectionHead, InvertedResidual
 from facedet.detector.priors import make_priors
+from facedet.graph import Block, Graph, GraphBuilder
 from facedet.rnnpool import RNNPoolLayer
 
 
@@ -26,6 +31,9 @@ class Conv:
     stride: int = 1
     kernel: int = 3
 
+    def build(self) -> Block:
+        return ConvBNAct(self.cin, self.cout, self.kernel, self.stride)
+
 
 @dataclass(frozen=True)
 class Pool:
@@ -37,6 +45,9 @@ class Pool:
     patch: int = 8
     stride: int = 4
 
+    def build(self) -> Block:
+        return RNNPoolLayer(self.cin, self.hidden1, self.hidden2, self.patch, self.stride)
+
 
 @dataclass(frozen=True)
 class MB:
@@ -46,6 +57,9 @@ class MB:
     cout: int
     stride: int = 1
     t: float = 2
+
+    def build(self) -> Block:
+        return InvertedResidual(self.cin, self.cout, self.stride, self.t)
 
 
 @dataclass(frozen=True)
@@ -58,6 +72,9 @@ class Head:
     kernel: int = 3
     maxout: bool = False
     tower: int | None = None
+
+    def build(self) -> Block:
+        return DetectionHead(self.channels, self.kernel, self.l2norm, self.maxout, self.tower)
 
 
 @dataclass(frozen=True)
@@ -146,16 +163,6 @@ ARCHS: dict[str, ArchSpec] = {spec.name: spec for spec in (_M4, _QVGA, _QUANT, _
 DEFAULT_ARCH = "m4"
 
 
-def _build_layer(spec) -> nn.Module:
-    if isinstance(spec, Conv):
-        return ConvBNAct(spec.cin, spec.cout, spec.kernel, spec.stride)
-    if isinstance(spec, Pool):
-        return RNNPoolLayer(spec.cin, spec.hidden1, spec.hidden2, spec.patch, spec.stride)
-    if isinstance(spec, MB):
-        return InvertedResidual(spec.cin, spec.cout, spec.stride, spec.t)
-    raise TypeError(f"unknown layer spec {spec!r}")
-
-
 class RNNPoolFace(nn.Module):
     """An S3FD-style single-shot face detector with an RNNPool stem.
 
@@ -168,53 +175,71 @@ class RNNPoolFace(nn.Module):
     def __init__(self, spec: ArchSpec) -> None:
         super().__init__()
         self.spec = spec
-        self.features = nn.ModuleList(_build_layer(layer) for layer in spec.layers)
-        self.heads = nn.ModuleList(DetectionHead(h.channels, h.kernel, h.l2norm, h.maxout, h.tower) for h in spec.heads)
+        self.features = nn.ModuleList(layer.build() for layer in spec.layers)
+        self.heads = nn.ModuleList(h.build() for h in spec.heads)
         self.sources = tuple(h.source for h in spec.heads)
-        self._last_source = max(self.sources)
+        self.structure = self.lower(weights=False)  # shapes and costs; parameters are not copied
+
+    def steps(self) -> Iterator[tuple[str, Block]]:
+        """``(name, block)`` in execution order: each backbone block, then the
+        heads tapping its output; stops after the last tapped block."""
+        last = max(self.sources)
+        for i, layer in enumerate(self.features):
+            if i > last:
+                return
+            yield f"features.{i}", layer
+            for k, src in enumerate(self.sources):
+                if src == i:
+                    yield f"heads.{k}", self.heads[k]
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        confs, locs = [], []
-        taps = {}
-        for i, layer in enumerate(self.features):
-            x = layer(x)
-            if i in self.sources:
-                taps[i] = x
-            if i == self._last_source:
-                break
-        for src, head in zip(self.sources, self.heads):
-            c, l = head(taps[src])
-            confs.append(c)
-            locs.append(l)
+        confs, locs = [None] * len(self.heads), [None] * len(self.heads)
+        y = x
+        for name, block in self.steps():
+            if name.startswith("heads."):
+                k = int(name.split(".")[1])
+                confs[k], locs[k] = block(y)
+            else:
+                y = block(y)
         return torch.cat(confs, 1), torch.cat(locs, 1)
 
+    def lower(self, weights: bool = True) -> Graph:
+        """The model as primitive ops (batch norm folded), in :meth:`steps` order.
+
+        Args:
+            weights: copy the (folded) parameters into the ops; False gives a
+                structure-only graph, enough for shapes and costs.
+        """
+        builder = GraphBuilder("input", self.spec.in_channels, weights=weights)
+        y = builder.graph.input
+        for name, block in self.steps():
+            if name.startswith("heads."):
+                block.lower(builder, name, y)
+            else:
+                y = block.lower(builder, name, y)
+        return builder.graph
+
     def feature_sizes(self, height: int, width: int) -> list[tuple[int, int]]:
-        """Spatial size of every backbone layer output for an input of ``height x width``."""
-        sizes = []
-        for layer in self.features:
-            height, width = layer.output_size(height, width)
-            sizes.append((height, width))
-        return sizes
+        """Spatial size of every backbone block output (up to the last tapped one)."""
+        shapes = self.structure.shapes(height, width)
+        if shapes is None:
+            raise ValueError(f"input {height}x{width} is too small for '{self.spec.name}'")
+        return [shapes[name][:2] for name, _ in self.steps() if name.startswith("features.")]
 
     def head_sizes(self, height: int, width: int) -> list[tuple[int, int]]:
         """Spatial size ``(fh, fw)`` of each head's output map."""
-        sizes = self.feature_sizes(height, width)
-        return [head.output_size(*sizes[src]) for src, head in zip(self.sources, self.heads)]
+        shapes = self.structure.shapes(height, width)
+        if shapes is None:
+            raise ValueError(f"input {height}x{width} is too small for '{self.spec.name}'")
+        return [shapes[h.conf][:2] for h in self.structure.heads]
 
     def priors(self, height: int, width: int) -> Tensor:
         """Priors for an input of ``height x width``: ``Tensor[P, 4]`` cxcywh pixels."""
         return make_priors(self.head_sizes(height, width), self.spec.steps, self.spec.anchors)
 
     def fits(self, height: int, width: int) -> bool:
-        """Whether an input of ``height x width`` gives every layer and head a non-empty map."""
-        h, w = height, width
-        for layer in self.features:
-            if isinstance(layer, RNNPoolLayer) and (h < layer.patch_size or w < layer.patch_size):
-                return False
-            h, w = layer.output_size(h, w)
-            if h <= 0 or w <= 0:
-                return False
-        return all(fh > 0 and fw > 0 for fh, fw in self.head_sizes(height, width))
+        """Whether an input of ``height x width`` gives every op a non-empty map."""
+        return self.structure.shapes(height, width) is not None
 
     def min_input_side(self) -> int:
         """Smallest ``s`` such that an ``s x s`` input :meth:`fits`."""

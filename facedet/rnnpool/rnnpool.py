@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from facedet.graph import Block
 from facedet.rnnpool.fastgrnn import FastGRNNCell
 
 
@@ -119,7 +120,7 @@ class RNNPool(nn.Module):
         return f"in_channels={self.in_channels}, hidden1={self.hidden1}, hidden2={self.hidden2}"
 
 
-class RNNPoolLayer(nn.Module):
+class RNNPoolLayer(Block):
     """RNNPool slid over a feature map.
 
     Patches of ``patch_size`` are taken with ``stride`` and no padding, giving an
@@ -170,5 +171,30 @@ class RNNPoolLayer(nn.Module):
             out = F.pad(out, (0, 1, 0, 1), mode="replicate")
         return out.contiguous()
 
+    def lower(self, builder, name, x):
+        from facedet import graph as g
+
+        cells = (self.pool.rnn1, self.pool.rnn2)
+        params = [_cell_params(c) for c in cells] if builder.weights else [None, None]
+        y = builder.emit(g.RNNPool(
+            f"{name}.pool" if self.pad_last else name, [x], in_channels=self.in_channels, hidden1=self.pool.hidden1,
+            hidden2=self.pool.hidden2, patch=self.patch_size, stride=self.stride, rnn1=params[0], rnn2=params[1],
+        ))
+        if self.pad_last:
+            y = builder.emit(g.ReplicatePad(name, [y], bottom=1, right=1))
+        return y
+
+    def rnn_matrices(self) -> dict[str, nn.Parameter]:
+        return {f"pool.{c}.{m}": getattr(getattr(self.pool, c), m) for c in ("rnn1", "rnn2") for m in ("W", "U")}
+
     def extra_repr(self) -> str:
         return f"patch_size={self.patch_size}, stride={self.stride}, pad_last={self.pad_last}"
+
+
+def _cell_params(cell: FastGRNNCell):
+    from facedet.graph import CellParams
+
+    def f32(t):
+        return t.detach().to("cpu", torch.float32).numpy().copy()
+
+    return CellParams(f32(cell.W), f32(cell.U), f32(cell.bias_gate), f32(cell.bias_update), float(cell.zeta.detach()), float(cell.nu.detach()))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from facedet.rnnpool import RNNPoolLayer
+from facedet.graph import Block
 
 __all__ = ["DENSITIES", "hard_threshold_", "sparsify_rnnpool_", "rnnpool_density"]
 
@@ -34,10 +34,11 @@ def hard_threshold_(a: Tensor, density: float) -> Tensor:
 def _cells(model: nn.Module):
     """``(name, parameter, density)`` of every thresholded RNNPool matrix."""
     for name, module in model.named_modules():
-        if isinstance(module, RNNPoolLayer):
-            for key, density in DENSITIES.items():
-                cell_name, param = key.split(".")
-                yield f"{name}.pool.{key}", getattr(getattr(module.pool, cell_name), param), density
+        if isinstance(module, Block):
+            for key, param in module.rnn_matrices().items():
+                density = DENSITIES.get(key.removeprefix("pool."))
+                if density is not None:
+                    yield f"{name}.{key}", param, density
 
 
 @torch.no_grad()
