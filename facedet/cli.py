@@ -46,17 +46,21 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
     tune_allocator()
 
 
-def _load_detector(weights: Optional[Path], arch: Optional[str]):
+def _load_detector(weights: Optional[Path], arch: Optional[str], int8: bool = False):
     from facedet.inference import Detector
 
-    return Detector.load(weights, arch)
+    return Detector.load(weights, arch, quantized=int8)
+
+
+INT8_HELP = "Run the shipped integer model (weights/rnnpool_face_m4_int8.safetensors) instead of the float weights; a quantized --weights file is recognised without it."
 
 
 @app.command()
 @handle_errors
 def detect(
     paths: List[Path] = typer.Argument(..., help="Image files, folders, or video files.", show_default=False),
-    weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Weights file (.safetensors). Default: the shipped weights."),
+    weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Weights file (.safetensors), float or quantized. Default: the shipped weights."),
+    int8: bool = typer.Option(False, "--int8", help=INT8_HELP),
     arch: Optional[str] = typer.Option(None, "--arch", help="Architecture (m4, qvga, quant, c); must match the weights. Default: read from the weights file."),
     threshold: float = typer.Option(DEFAULT_THRESHOLD, "--threshold", "-t", help="Minimum face score, in [0, 1]."),
     nms_threshold: float = typer.Option(DEFAULT_NMS_THRESHOLD, "--nms-threshold", help="NMS IoU threshold, in [0, 1]."),
@@ -80,7 +84,7 @@ def detect(
 
     check_unit_interval("--threshold", threshold)
     check_unit_interval("--nms-threshold", nms_threshold)
-    detector = _load_detector(weights, _check_arch(arch))
+    detector = _load_detector(weights, _check_arch(arch), int8)
     opts = DetectOptions(threshold, nms_threshold, max_faces, json_out, csv_out, wider_txt, save, recursive, force, pyramid)
     report = run_detect(paths, detector, opts, on_error=lambda f, msg: error(msg if str(f) in msg else f"{f}: {msg}"))
     if json_out == "-":
@@ -98,7 +102,8 @@ def detect(
 @handle_errors
 def webcam(
     camera: int = typer.Option(0, "--camera", "-c", min=0, help="Camera index."),
-    weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Weights file. Default: the shipped weights."),
+    weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Weights file, float or quantized. Default: the shipped weights."),
+    int8: bool = typer.Option(False, "--int8", help=INT8_HELP),
     arch: Optional[str] = typer.Option(None, "--arch", help="Architecture (m4, qvga, quant, c); must match the weights."),
     threshold: float = typer.Option(DEFAULT_THRESHOLD, "--threshold", "-t", help="Minimum face score, in [0, 1]."),
     nms_threshold: float = typer.Option(DEFAULT_NMS_THRESHOLD, "--nms-threshold", help="NMS IoU threshold, in [0, 1]."),
@@ -111,7 +116,7 @@ def webcam(
     check_unit_interval("--nms-threshold", nms_threshold)
     if not has_display():
         raise FacedetError("no display available (DISPLAY/WAYLAND_DISPLAY is not set); use 'facedet detect' on a video file instead")
-    detector = _load_detector(weights, _check_arch(arch))
+    detector = _load_detector(weights, _check_arch(arch), int8)
     capture = open_camera(camera)
     try:
         frames = run_live(capture, detector, opencv_window(), threshold=threshold, nms_threshold=nms_threshold, pyramid=pyramid)
@@ -142,6 +147,47 @@ def profile(
     if json_out is not None:
         atomic_write_text(json_out, json.dumps(result, indent=2) + "\n")
     typer.echo(format_profile(result))
+
+
+@app.command()
+@handle_errors
+def quantize(
+    calib: List[Path] = typer.Option(..., "--calib", help="Calibration image or folder (searched recursively); repeat for several. Use training photos, never the photos you evaluate on.", show_default=False),
+    out: Path = typer.Option(..., "--out", "-o", help="Quantized model file to write (.safetensors).", show_default=False),
+    weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Float weights to quantize. Default: the shipped weights."),
+    max_images: Optional[int] = typer.Option(None, "--max-images", min=1, help="Use at most N calibration images, evenly spread over the sorted list."),
+    method: str = typer.Option("minmax", "--calib-method", help="Range of each tensor: minmax (every calibration value fits) or percentile (99.99% of each tail)."),
+    requant: str = typer.Option("multiplier", "--requant", help="Requantization: multiplier (per-channel int32 multiplier and shift) or pow2 (shifts only, power-of-two scales)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
+) -> None:
+    """Turn float weights into an integer program (int8 activations, int16 RNNPool), calibrated on images.
+
+    The file works everywhere float weights do: detect, webcam, evaluate and profile take it through --weights.
+    """
+    from facedet.cli_common import progress, warn
+    from facedet.quant.calibrate import CALIB_METHODS
+    from facedet.quant.pipeline import format_layers, quantize_weights
+    from facedet.quant.quantize import REQUANT_MODES
+
+    if method not in CALIB_METHODS:
+        raise FacedetError(f"--calib-method must be one of {', '.join(CALIB_METHODS)}, got {method!r}")
+    if requant not in REQUANT_MODES:
+        raise FacedetError(f"--requant must be one of {', '.join(REQUANT_MODES)}, got {requant!r}")
+    report = quantize_weights(
+        weights, calib, out, max_images=max_images, force=force, method=method, requant=requant,
+        on_skip=lambda f, msg: warn(f"skipped {msg if str(f) in msg else f'{f}: {msg}'}"),
+        progress=lambda it, total, desc: progress(it, total=total, desc=desc, unit="image"),
+    )
+    for line in format_layers(report):
+        typer.echo(line)
+    for w in report.warnings:
+        warn(w)
+    skipped = f", {len(report.skipped)} skipped" if report.skipped else ""
+    typer.echo(
+        f"calibrated on {report.images} images ({report.inputs} pyramid inputs{skipped}); "
+        f"mean |error| against float on them: conf logits {report.conf_error:.4f}, box offsets {report.loc_error:.4f}"
+    )
+    typer.echo(f"wrote {report.out}")
 
 
 def _register_subcommands() -> None:

@@ -13,7 +13,7 @@ from facedet.detector import DEFAULT_ARCH, RNNPoolFace, build_model
 from facedet.detector.postprocess import NMS_TOP_K, detect_boxes
 from facedet.errors import FacedetError
 from facedet.preprocess import network_scale, normalize, resize, to_bgr8
-from facedet.weights import default_weights_path, load_weights
+from facedet.weights import default_weights_path, is_quantized, load_weights, read_metadata
 
 DEFAULT_THRESHOLD = 0.8  # F1-best of {0.5, 0.8} for the shipped weights (weights/README.md)
 DEFAULT_NMS_THRESHOLD = 0.3
@@ -47,34 +47,71 @@ class Detections:
 class Detector:
     """A model plus the pre- and post-processing it was trained with.
 
-    Build with :meth:`load` (weights file, or the shipped default) or directly
-    from a model (e.g. untrained, for tests).
+    Build with :meth:`load` (a float weights file, a quantized model file, or
+    the shipped default) or directly from a model (e.g. untrained, for tests).
+    With an integer ``program`` (``facedet quantize``) the network runs in the
+    integer interpreter instead of torch; ``model`` then only supplies the
+    architecture (priors, strides, minimum input), and everything around the
+    network -- resize, normalisation, decoding, NMS -- is the same code.
     """
 
-    def __init__(self, model: RNNPoolFace, metadata: dict[str, str] | None = None, device: str = "cpu") -> None:
+    def __init__(self, model: RNNPoolFace, metadata: dict[str, str] | None = None, device: str = "cpu", program=None) -> None:
         self.model = model.to(device).eval()
         self.metadata = metadata or {}
         self.device = torch.device(device)
         self.spec = model.spec
+        self.program = program
         self._min_side = model.min_input_side()
         self._priors: dict[tuple[int, int], torch.Tensor] = {}
+
+    @property
+    def quantized(self) -> bool:
+        """Whether the network runs as an integer program."""
+        return self.program is not None
 
     @property
     def arch(self) -> str:
         return self.spec.name
 
     @classmethod
-    def load(cls, weights: str | Path | None = None, arch: str | None = None, device: str = "cpu") -> "Detector":
-        """Load a weights file, or the shipped default weights when ``weights`` is None."""
+    def load(cls, weights: str | Path | None = None, arch: str | None = None, device: str = "cpu", quantized: bool = False) -> "Detector":
+        """Load a weights file (float or quantized, recognised from its header).
+
+        With ``weights`` None, the shipped default: the float weights, or the
+        shipped integer model when ``quantized`` is set.
+        """
         if weights is None:
             arch = arch or DEFAULT_ARCH
             build_model(arch)  # validates the name first
-            path = default_weights_path(arch)
+            path = default_weights_path(arch, quantized=quantized)
             if path is None:
-                raise FacedetError(f"no weights are installed for '{arch}'; pass --weights FILE (train one with 'facedet train')")
+                what = "quantized model" if quantized else "weights"
+                hint = "make one with 'facedet quantize'" if quantized else "train one with 'facedet train'"
+                raise FacedetError(f"no {what} installed for '{arch}'; pass --weights FILE ({hint})")
             weights = path
+        meta = read_metadata(weights)
+        if is_quantized(meta):
+            from facedet.quant.qfile import load_program
+
+            if arch is not None and meta["arch"] != arch:
+                raise FacedetError(f"{weights} holds a quantized '{meta['arch']}' model, but --arch is '{arch}'")
+            program, meta = load_program(weights, meta)
+            return cls(build_model(meta["arch"]), meta, device, program=program)
+        if quantized:
+            raise FacedetError(f"{weights} holds float weights; --int8 needs a quantized model (make one with 'facedet quantize')")
         model, meta = load_weights(weights, arch)
         return cls(model, meta, device)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The network on a prepared input ``[1, C, h, w]``: ``(conf [1, P, 2], loc [1, P, 4])``."""
+        if self.program is None:
+            return self.model(x)
+        from facedet.quant import interpreter
+
+        qin = self.program.qparams[self.program.input_name]
+        frame = interpreter.quantize_frame(x[0].cpu().numpy(), qin.scale, qin.zero_point)
+        conf, loc = interpreter.dequantize_outputs(self.program, interpreter.run(self.program, frame))
+        return torch.from_numpy(conf)[None].to(self.device), torch.from_numpy(loc)[None].to(self.device)
 
     def priors(self, height: int, width: int) -> torch.Tensor:
         key = (height, width)
@@ -176,7 +213,7 @@ class Detector:
         all_boxes, all_scores = [], []
         for s in scales:
             x, sx, sy = self.prepare(image, s)
-            conf, loc = self.model(x)
+            conf, loc = self.forward(x)
             priors = self.priors(x.shape[2], x.shape[3])
             boxes, scores = detect_boxes(conf[0], loc[0], priors, threshold=threshold, nms_threshold=nms_threshold, max_faces=max_faces, variances=self.spec.variances, top_k=top_k)
             all_boxes.append(boxes / torch.tensor([sx, sy, sx, sy], dtype=boxes.dtype, device=boxes.device))

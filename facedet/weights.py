@@ -39,14 +39,16 @@ from facedet.fileutil import atomic_path
 
 FORMAT = "facedet-weights"
 FORMAT_VERSION = "1"
+from facedet.quant.qfile import QUANT_FORMAT  # noqa: E402  (an integer program's file)
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"  # source checkout / editable install
 INSTALLED_WEIGHTS_DIR = Path(sys.prefix) / "share" / "facedet" / "weights"  # wheel install (pyproject data-files)
 DEFAULT_WEIGHTS = {"m4": "rnnpool_face_m4.safetensors"}
+DEFAULT_QUANTIZED = {"m4": "rnnpool_face_m4_int8.safetensors"}
 
 
-def default_weights_path(arch: str = "m4") -> Path | None:
-    """Path of the shipped weights for ``arch``, or None if none are installed."""
-    name = DEFAULT_WEIGHTS.get(arch)
+def default_weights_path(arch: str = "m4", quantized: bool = False) -> Path | None:
+    """Path of the shipped weights (or shipped integer model) for ``arch``, or None if none are installed."""
+    name = (DEFAULT_QUANTIZED if quantized else DEFAULT_WEIGHTS).get(arch)
     if name is None:
         return None
     for base in (WEIGHTS_DIR, INSTALLED_WEIGHTS_DIR):
@@ -91,7 +93,7 @@ def _default_permissions(path: Path) -> None:
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
-    """Read and validate the header of a weights file without loading tensors."""
+    """Read and validate the header of a weights file (float or quantized) without loading tensors."""
     from safetensors import safe_open
 
     path = Path(path)
@@ -100,10 +102,14 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     if not path.is_file():
         raise FacedetError(f"weights path is not a file: {path}")
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}
     except Exception as exc:  # safetensors raises several types for bad headers
         raise FacedetError(f"{path} is not a valid facedet weights file ({_short(exc)})") from None
+    if meta.get("format") == QUANT_FORMAT:
+        if meta.get("arch") not in ARCHS:
+            raise FacedetError(f"{path} is for unknown architecture {meta.get('arch')!r}")
+        return meta
     if meta.get("format") != FORMAT:
         raise FacedetError(f"{path} is not a facedet weights file (no '{FORMAT}' header)")
     if meta.get("format_version") != FORMAT_VERSION:
@@ -126,6 +132,8 @@ def load_weights(path: str | Path, arch: str | None = None) -> tuple[RNNPoolFace
 
     path = Path(path)
     meta = read_metadata(path)
+    if is_quantized(meta):
+        raise FacedetError(f"{path} is a quantized (integer) model; this needs float weights (the file 'facedet quantize' started from)")
     if arch is not None and meta["arch"] != arch:
         raise FacedetError(f"{path} holds '{meta['arch']}' weights, but --arch is '{arch}'")
     try:
@@ -147,6 +155,11 @@ def load_weights(path: str | Path, arch: str | None = None) -> tuple[RNNPoolFace
     model.load_state_dict(tensors, strict=True)
     model.eval()
     return model, meta
+
+
+def is_quantized(meta: dict[str, str]) -> bool:
+    """Whether a header read by :func:`read_metadata` is an integer program's."""
+    return meta.get("format") == QUANT_FORMAT
 
 
 def training_summary(meta: dict[str, str]) -> dict[str, Any]:

@@ -1,0 +1,189 @@
+"""``facedet quantize``: float weights + calibration images -> quantized model file."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from facedet.errors import FacedetError
+
+SATURATION_WARN = 0.005  # warn when more than this fraction of a layer's values saturate on the calibration set
+
+
+@dataclass
+class QuantizeReport:
+    """What :func:`quantize_weights` did."""
+
+    out: Path
+    images: int = 0  # calibration images used
+    inputs: int = 0  # network inputs observed (images x pyramid levels)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    layers: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    conf_error: float = 0.0  # mean |dequantized - float| conf logit on the calibration inputs
+    loc_error: float = 0.0
+
+
+def select_images(paths: list[Path], max_images: int | None) -> list[Path]:
+    """Image files under ``paths`` (folders searched recursively), evenly thinned to ``max_images``."""
+    from facedet.imageio import collect_inputs, is_video
+
+    files = [f for f in collect_inputs(paths, recursive=True) if not is_video(f)]
+    if not files:
+        raise FacedetError(f"no calibration images found in {', '.join(str(p) for p in paths)}")
+    if max_images is not None and len(files) > max_images:
+        idx = np.linspace(0, len(files) - 1, max_images).round().astype(int)
+        files = [files[i] for i in idx]
+    return files
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def quantize_weights(
+    weights: Path | None,
+    calib: list[Path],
+    out: Path,
+    *,
+    max_images: int | None = None,
+    force: bool = False,
+    method: str = "minmax",
+    requant: str = "multiplier",
+    on_skip: Callable[[Path, str], None] | None = None,
+    progress: Callable | None = None,
+) -> QuantizeReport:
+    """Quantize float weights into an integer program and write it to ``out``.
+
+    1. Fold batch norm (:meth:`facedet.detector.RNNPoolFace.lower`).
+    2. Run the float graph over every calibration image at every scale of
+       ``facedet detect``'s default pyramid, with ``detect``'s preprocessing,
+       recording each op's value range.
+    3. Choose every scale (:func:`facedet.quant.quantize.quantize_program`).
+    4. Run the integer program over the same inputs: per-layer saturation and
+       the error of the dequantized outputs against float.
+    5. Write the file (:mod:`facedet.quant.qfile`).
+
+    Unreadable images are reported through ``on_skip`` and skipped; if none is
+    usable the call fails.  ``progress(iterable, total=, desc=)`` wraps the loops.
+    """
+    import torch
+
+    from facedet.cli_common import check_output_file
+    from facedet.imageio import read_image
+    from facedet.inference import Detector
+    from facedet.quant import interpreter
+    from facedet.quant.calibrate import RangeObserver, observe_float
+    from facedet.quant.qfile import save_program
+    from facedet.quant.quantize import input_qparams, quantize_program
+    from facedet.weights import default_weights_path, is_quantized, read_metadata
+
+    progress = progress or (lambda it, **kw: it)
+    if weights is None:
+        weights = default_weights_path("m4")
+        if weights is None:
+            raise FacedetError("no float weights are installed; pass --weights FILE")
+    weights = Path(weights)
+    meta = read_metadata(weights)
+    if is_quantized(meta):
+        raise FacedetError(f"{weights} is already a quantized model; quantize the float weights it was made from")
+    out = Path(out)
+    if out.exists() and out.resolve() == weights.resolve():
+        raise FacedetError(f"--out {out} is the input weights file")
+    check_output_file(out, force)
+    files = select_images(list(calib), max_images)
+
+    det = Detector.load(weights)
+    graph = det.model.lower()
+    report = QuantizeReport(out)
+    observer = RangeObserver()
+    usable: list[Path] = []
+    for f in progress(files, total=len(files), desc="calibrate"):
+        try:
+            image = read_image(f)
+        except FacedetError as exc:
+            report.skipped.append((f, str(exc)))
+            if on_skip:
+                on_skip(f, str(exc))
+            continue
+        usable.append(f)
+        for x in _pyramid_inputs(det, image):
+            observe_float(graph, x, observer)
+            report.inputs += 1
+    if not usable:
+        raise FacedetError(f"none of the {len(files)} calibration images could be read")
+    report.images = len(usable)
+
+    qin = input_qparams(det.spec.mean_bgr, det.spec.in_channels)
+    ranges = observer.ranges(method)
+    try:
+        program = quantize_program(graph, det.arch, qin, ranges, requant)
+    except ValueError as exc:
+        raise FacedetError(f"cannot quantize {weights}: {exc}") from None
+
+    sat = interpreter.Saturation(program.qparams)
+    errs_c, errs_l = [], []
+    for f in progress(usable, total=len(usable), desc="check"):
+        image = read_image(f)
+        for x in _pyramid_inputs(det, image):
+            frame = interpreter.quantize_frame(x[0].numpy(), qin.scale, qin.zero_point)
+            cq, lq = interpreter.dequantize_outputs(program, interpreter.run(program, frame, saturation=sat))
+            with torch.inference_mode():
+                cf, lf = det.model(x)
+            errs_c.append(float(np.abs(cq - cf[0].numpy()).mean()))
+            errs_l.append(float(np.abs(lq - lf[0].numpy()).mean()))
+    report.conf_error = float(np.mean(errs_c))
+    report.loc_error = float(np.mean(errs_l))
+
+    for op in program.ops:
+        if op.name not in ranges:
+            continue
+        qp = program.qparams[op.name]
+        frac = sat.fraction(op.name)
+        report.layers.append({
+            "name": op.name, "kind": op.kind, "lo": ranges[op.name].lo, "hi": ranges[op.name].hi,
+            "scale": qp.scale, "zero_point": qp.zero_point, "saturated": frac,
+        })
+        if frac > SATURATION_WARN:
+            report.warnings.append(f"{op.name}: {100 * frac:.2f}% of values saturate on the calibration set")
+
+    quantization = {
+        "source": weights.name,
+        "source_sha256": _sha256(weights),
+        "calibration_images": report.images,
+        "calibration_inputs": report.inputs,
+        "skipped_images": len(report.skipped),
+        "method": method,
+        "requant": requant,
+        "conf_logit_mean_abs_error": report.conf_error,
+        "loc_mean_abs_error": report.loc_error,
+        "layers": report.layers,
+    }
+    save_program(out, program, meta, quantization)
+    return report
+
+
+def _pyramid_inputs(det, image):
+    """The network inputs ``facedet detect`` builds for ``image`` (default pyramid), one at a time."""
+    from facedet.preprocess import to_bgr8
+
+    image = to_bgr8(image)
+    for s in det.pyramid_scales(*image.shape[:2]):
+        yield det.prepare(image, s)[0]
+
+
+def format_layers(report: QuantizeReport) -> list[str]:
+    """The per-layer summary as table lines."""
+    lines = [f"{'layer':<22} {'op':<13} {'range':>21} {'scale':>10} {'zp':>5} {'saturated':>10}"]
+    for r in report.layers:
+        rng = f"[{r['lo']:.3g}, {r['hi']:.3g}]"
+        lines.append(f"{r['name']:<22} {r['kind']:<13} {rng:>21} {r['scale']:>10.4g} {r['zero_point']:>5} {100 * r['saturated']:>9.3f}%")
+    return lines
