@@ -85,7 +85,7 @@ class Detector:
             build_model(arch)  # validates the name first
             path = default_weights_path(arch, quantized=quantized)
             if path is None:
-                what = "quantized model" if quantized else "weights"
+                what = "quantized model is" if quantized else "weights are"
                 hint = "make one with 'facedet quantize'" if quantized else "train one with 'facedet train'"
                 raise FacedetError(f"no {what} installed for '{arch}'; pass --weights FILE ({hint})")
             weights = path

@@ -70,7 +70,7 @@ def test_foreign_safetensors_and_mismatched_tensors(tmp_path):
 def test_detector_without_installed_weights(monkeypatch):
     import facedet.inference as inf
 
-    monkeypatch.setattr(inf, "default_weights_path", lambda arch: None)
+    monkeypatch.setattr(inf, "default_weights_path", lambda arch, quantized=False: None)
     with pytest.raises(FacedetError, match="no weights are installed"):
         Detector.load(None, "m4")
 
