@@ -128,19 +128,32 @@ def webcam(
 @app.command()
 @handle_errors
 def profile(
-    arch: str = typer.Option(DEFAULT_ARCH, "--arch", help=ARCH_HELP),
+    arch: Optional[str] = typer.Option(None, "--arch", help=ARCH_HELP + f". Default: {DEFAULT_ARCH}, or the architecture of --weights."),
+    weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="A weights file (float or quantized): profile its architecture; a quantized file also reports its parameter bytes."),
     height: Optional[int] = typer.Option(None, "--height", min=1, help="Input height (default: the model's nominal size)."),
     width: Optional[int] = typer.Option(None, "--width", min=1, help="Input width (default: the model's nominal size)."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Write the profile as JSON to FILE, or '-' for stdout.", metavar="FILE|-"),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing JSON file."),
 ) -> None:
-    """Parameters, MACs, priors and per-layer activation memory of an architecture."""
+    """Parameters, MACs, priors, per-layer activation memory and the firmware's streamed memory plan."""
     from facedet.profile import format_profile
     from facedet.profile import profile as run_profile
 
     if json_out not in (None, "-"):
         check_output_file(json_out, force)
-    result = run_profile(_check_arch(arch), height, width)
+    program = None
+    if weights is not None:
+        from facedet.weights import is_quantized, read_metadata
+
+        meta = read_metadata(weights)
+        if arch is not None and meta["arch"] != arch:
+            raise FacedetError(f"{weights} holds '{meta['arch']}' weights, but --arch is '{arch}'")
+        arch = meta["arch"]
+        if is_quantized(meta):
+            from facedet.quant.qfile import load_program
+
+            program, _ = load_program(weights, meta)
+    result = run_profile(_check_arch(arch) or DEFAULT_ARCH, height, width, program=program)
     if json_out == "-":
         typer.echo(json.dumps(result, indent=2))
         return

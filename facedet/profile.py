@@ -36,7 +36,7 @@ def block_macs(graph: Graph, shapes: dict, block: str) -> int:
     return sum(op.macs([shapes[i] for i in op.inputs]) for op in graph.ops if op.block == block)
 
 
-def profile(arch: str, height: int | None = None, width: int | None = None) -> dict[str, Any]:
+def profile(arch: str, height: int | None = None, width: int | None = None, program=None) -> dict[str, Any]:
     """Profile ``arch`` at an input of ``height x width`` (default: its nominal size).
 
     Returns a JSON-ready dict with keys ``arch``, ``input`` ([H, W, C]),
@@ -44,7 +44,14 @@ def profile(arch: str, height: int | None = None, width: int | None = None) -> d
     ``name``, ``type``, ``output`` [H, W, C], ``params``, ``macs``,
     ``act_bytes_f32``/``act_bytes_int8`` (input + output of the step) and
     ``live_bytes_f32``/``live_bytes_int8`` (plus the detection outputs held),
-    ``peak_bytes_f32``, ``peak_bytes_int8`` and ``peak_layer``.
+    ``peak_bytes_f32``, ``peak_bytes_int8`` and ``peak_layer``; and the
+    firmware's streamed int8 plan (:func:`facedet.quant.plan.plan_graph`):
+    ``streamed_peak_bytes`` (the arena, frame included),
+    ``streamed_peak_layer``, ``streamed_result_bytes`` (raw head outputs,
+    held by the caller) and ``streamed_stages`` -- or ``streamed_peak_bytes``
+    None and ``streamed_note`` for a model without a streaming plan.
+    With an integer ``program`` (a quantized file), ``quantized`` gives its
+    parameter bytes.
     """
     model = build_model(arch)
     spec = model.spec
@@ -97,7 +104,7 @@ def profile(arch: str, height: int | None = None, width: int | None = None) -> d
             x = block_out[name]
 
     peak = max(rows, key=lambda r: r["live_bytes_int8"])
-    return {
+    result = {
         "arch": spec.name,
         "input": [h, w, spec.in_channels],
         "params": _params(model),
@@ -108,6 +115,37 @@ def profile(arch: str, height: int | None = None, width: int | None = None) -> d
         "peak_layer": peak["name"],
         "layers": rows,
     }
+    result.update(_streamed(graph, h, w))
+    if program is not None:
+        result["quantized"] = _program_bytes(program)
+    return result
+
+
+def _streamed(graph: Graph, h: int, w: int) -> dict[str, Any]:
+    from facedet.quant.plan import PlanError, plan_graph
+
+    try:
+        plan = plan_graph(graph, h, w)
+    except PlanError as exc:
+        return {"streamed_peak_bytes": None, "streamed_peak_layer": None, "streamed_note": str(exc)}
+    return {
+        "streamed_peak_bytes": plan.arena_bytes,
+        "streamed_peak_layer": plan.peak_stage.name,
+        "streamed_result_bytes": plan.result_bytes,
+        "streamed_stages": [{"name": s.name, "kind": s.kind, "live_bytes": s.live_bytes, "buffers": {b.name: [b.offset, b.size] for b in s.buffers}} for s in plan.stages],
+    }
+
+
+def _program_bytes(program) -> dict[str, Any]:
+    """Bytes of an integer program's parameters, by integer type, plus the sigmoid/tanh tables."""
+    from facedet.quant.arith import SIGMOID_TABLE, TANH_TABLE
+
+    _, arrays = program.to_json_and_arrays()
+    by_type: dict[str, int] = {}
+    for a in arrays.values():
+        by_type[str(a.dtype)] = by_type.get(str(a.dtype), 0) + int(a.nbytes)
+    tables = 2 * (len(SIGMOID_TABLE) + len(TANH_TABLE))
+    return {"param_bytes": sum(by_type.values()) + tables, "param_bytes_by_type": by_type, "table_bytes": tables, "ops": len(program.ops)}
 
 
 def format_profile(p: dict[str, Any]) -> str:
@@ -129,4 +167,17 @@ def format_profile(p: dict[str, Any]) -> str:
         f"peak activation memory (layer by layer, at {p['peak_layer']}): "
         f"{p['peak_bytes_f32']:,} B float32, {p['peak_bytes_int8']:,} B int8 ({p['peak_bytes_int8'] / 1024:.1f} KiB)",
     ]
+    if p.get("streamed_peak_bytes") is None:
+        lines.append(f"streamed int8 plan: none ({p.get('streamed_note')})")
+    else:
+        lines += ["", "streamed int8 plan (the firmware's arena; the frame is resident at its start):"]
+        lines += [f"  {s['name']:<14} {s['kind']:<11} {s['live_bytes']:>9,} B" for s in p["streamed_stages"]]
+        lines.append(
+            f"streamed peak: {p['streamed_peak_bytes']:,} B ({p['streamed_peak_bytes'] / 1024:.1f} KiB) at {p['streamed_peak_layer']}; "
+            f"raw head outputs {p['streamed_result_bytes']:,} B (held by the caller)"
+        )
+    if "quantized" in p:
+        q = p["quantized"]
+        types = ", ".join(f"{k} {v:,} B" for k, v in sorted(q["param_bytes_by_type"].items()))
+        lines.append(f"quantized parameters: {q['param_bytes']:,} B ({types}, sigmoid/tanh tables {q['table_bytes']:,} B)")
     return "\n".join(lines)
