@@ -169,7 +169,7 @@ def quantize(
     out: Path = typer.Option(..., "--out", "-o", help="Quantized model file to write (.safetensors).", show_default=False),
     weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Float weights to quantize. Default: the shipped weights."),
     max_images: Optional[int] = typer.Option(None, "--max-images", min=1, help="Use at most N calibration images, evenly spread over the sorted list."),
-    method: str = typer.Option("minmax", "--calib-method", help="Range of each tensor: minmax (every calibration value fits) or percentile (99.99% of each tail)."),
+    method: str = typer.Option("percentile", "--calib-method", help="Range of each inner tensor: percentile (0.01%..99.99%; the head outputs keep their full range) or minmax (every calibration value fits)."),
     requant: str = typer.Option("multiplier", "--requant", help="Requantization: multiplier (per-channel int32 multiplier and shift) or pow2 (shifts only, power-of-two scales)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
 ) -> None:

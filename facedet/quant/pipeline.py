@@ -56,7 +56,7 @@ def quantize_weights(
     *,
     max_images: int | None = None,
     force: bool = False,
-    method: str = "minmax",
+    method: str = "percentile",
     requant: str = "multiplier",
     on_skip: Callable[[Path, str], None] | None = None,
     progress: Callable | None = None,
@@ -67,7 +67,8 @@ def quantize_weights(
     2. Run the float graph over every calibration image at every scale of
        ``facedet detect``'s default pyramid, with ``detect``'s preprocessing,
        recording each op's value range.
-    3. Choose every scale (:func:`facedet.quant.quantize.quantize_program`).
+    3. Choose every scale (:func:`facedet.quant.quantize.quantize_program`),
+       with bias correction from the calibration means.
     4. Run the integer program over the same inputs: per-layer saturation and
        the error of the dequantized outputs against float.
     5. Write the file (:mod:`facedet.quant.qfile`).
@@ -123,9 +124,9 @@ def quantize_weights(
     report.images = len(usable)
 
     qin = input_qparams(det.spec.mean_bgr, det.spec.in_channels)
-    ranges = observer.ranges(method)
+    ranges = observer.ranges(method, full_range=program_outputs(graph))
     try:
-        program = quantize_program(graph, det.arch, qin, ranges, requant)
+        program = quantize_program(graph, det.arch, qin, ranges, requant, observer.channel_means())
     except ValueError as exc:
         raise FacedetError(f"cannot quantize {weights}: {exc}") from None
 
@@ -169,6 +170,12 @@ def quantize_weights(
     }
     save_program(out, program, meta, quantization)
     return report
+
+
+def program_outputs(graph) -> set[str]:
+    """The head output tensors and the tensors they are copied from (max-out input): calibrated to their full range."""
+    outs = set(graph.outputs())
+    return outs | {op.inputs[0] for op in graph.ops if op.output in outs}
 
 
 def _pyramid_inputs(det, image):

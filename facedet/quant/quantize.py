@@ -77,7 +77,10 @@ def _weight_scales(w: np.ndarray) -> np.ndarray:
     return np.where(m > 0, m / 127.0, 1.0)
 
 
-def quantize_conv(op: g.Conv2d, qin: QParams, qout: QParams, requant: str) -> IConv2d:
+def quantize_conv(op: g.Conv2d, qin: QParams, qout: QParams, requant: str, mean_in: np.ndarray | None = None) -> IConv2d:
+    """One integer convolution.  With ``mean_in`` (the calibration mean of each
+    input channel), the bias absorbs the mean output shift that rounding the
+    weights causes (bias correction): ``b -= sum (w_q - w) * mean_in``."""
     w = op.weight.astype(np.float64)
     if requant == "pow2":  # the weight scale absorbs the ratio so the multiplier is a power of two
         m = _weight_scales(w) * qin.scale / qout.scale
@@ -88,7 +91,15 @@ def quantize_conv(op: g.Conv2d, qin: QParams, qout: QParams, requant: str) -> IC
         sw = _weight_scales(w)
         mults = [arith.quantize_multiplier(float(s * qin.scale / qout.scale)) for s in sw]
     wq = np.clip(np.floor(w / sw[:, None, None, None] + 0.5), -127, 127).astype(np.int8)
-    bq = np.floor(op.bias.astype(np.float64) / (qin.scale * sw) + 0.5)
+    bias = op.bias.astype(np.float64)
+    if mean_in is not None:
+        dw = wq * sw[:, None, None, None] - w  # [C_out, k, k, C_in/groups]
+        cg = op.in_channels // op.groups
+        per_out = op.out_channels // op.groups
+        groups_of = np.arange(op.out_channels) // per_out
+        means = np.stack([mean_in[gi * cg:(gi + 1) * cg] for gi in groups_of])  # [C_out, C_in/groups]
+        bias = bias - (dw.sum(axis=(1, 2)) * means).sum(1)
+    bq = np.floor(bias / (qin.scale * sw) + 0.5)
     if np.abs(bq).max(initial=0) >= 2**30:
         raise ValueError(f"{op.name}: bias does not fit the int32 accumulator at these scales")
     act_min, act_max = arith.INT8_MIN, arith.INT8_MAX
@@ -149,7 +160,8 @@ def _common_shift(*ms: float) -> tuple[list[int], int]:
     return mults, n
 
 
-def quantize_program(graph: g.Graph, arch: str, qin: QParams, ranges: dict[str, Range], requant: str = "multiplier") -> Program:
+def quantize_program(graph: g.Graph, arch: str, qin: QParams, ranges: dict[str, Range], requant: str = "multiplier",
+                     means: dict[str, np.ndarray] | None = None) -> Program:
     """Build the integer program of ``graph``.
 
     Args:
@@ -159,6 +171,8 @@ def quantize_program(graph: g.Graph, arch: str, qin: QParams, ranges: dict[str, 
         ranges: calibrated range of every op output that gets its own
             quantization (all but pads and max-out, which inherit theirs).
         requant: ``"multiplier"`` (default) or ``"pow2"``.
+        means: calibration mean of each channel of each tensor, for bias
+            correction (None: no correction).
     """
     if requant not in REQUANT_MODES:
         raise ValueError(f"requant must be one of {REQUANT_MODES}")
@@ -178,7 +192,7 @@ def quantize_program(graph: g.Graph, arch: str, qin: QParams, ranges: dict[str, 
             qo = affine_qparams(Range(0.0, min(ranges[op.output].hi, 6.0)), pow2)
         qp[op.output] = qo
         if isinstance(op, g.Conv2d):
-            ops.append(quantize_conv(op, qi, qo, requant))
+            ops.append(quantize_conv(op, qi, qo, requant, None if means is None else means.get(op.inputs[0])))
         elif isinstance(op, g.RNNPool):
             rnn1 = quantize_cell(op.rnn1, qi.scale, qi.zero_point)
             rnn2 = quantize_cell(op.rnn2, 2.0**-15, 0)
