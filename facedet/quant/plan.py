@@ -19,8 +19,9 @@ Stages (the ops of each are consecutive in the graph):
 ``mbconv``
     expand 1x1 -> depthwise -> project 1x1 (-> residual add).  Expanded input
     rows live in a ring of ``kernel`` rows; each output pixel makes its
-    depthwise vector and immediately all projected channels.  The output is
-    written over input rows no longer needed when that is safe.
+    depthwise vector and immediately all projected channels (an int16 scratch
+    holds the vector being multiplied).  The output is written over input rows
+    no longer needed when that is safe.
 ``head``
     L2Norm -> confidence and box convolutions (-> max-out).  L2Norm output
     rows live in a ring of ``kernel`` rows; each output pixel gathers its
@@ -234,7 +235,8 @@ def _stem_pool_stage(conv: g.Conv2d, pool: g.RNNPool, pad: g.ReplicatePad, cur: 
     ring = _place_after(stage.buffers, "stem_ring", pool.patch * cshape[1] * cshape[2], top)
     rows = _place_after(stage.buffers, "row_states", pool.patch * pshape[1] * pool.hidden1 * 2, ring.end)
     cols = _place_after(stage.buffers, "col_states", pool.patch * pool.hidden1 * 2, rows.end)
-    _place_after(stage.buffers, "summary", 4 * pool.hidden2 * 2, cols.end)
+    summary = _place_after(stage.buffers, "summary", 4 * pool.hidden2 * 2, cols.end)
+    _place_after(stage.buffers, "conv_scratch", conv.kernel * conv.kernel * conv.in_channels * 2, summary.end)
     return stage, out
 
 
@@ -268,7 +270,8 @@ def _mbconv_stage(block: str, mb: list[g.Op], cur: str, cur_buf: Buffer, shapes)
     stage.buffers.append(out)
     top = max(cur_buf.end, out.end)
     ring = _place_after(stage.buffers, "expand_ring", dw.kernel * in_shape[1] * hidden, top)
-    _place_after(stage.buffers, "dw_vector", hidden, ring.end)
+    vec = _place_after(stage.buffers, "dw_vector", hidden, ring.end)
+    _place_after(stage.buffers, "scratch", 2 * max(in_shape[2], hidden), vec.end)
     return stage, out
 
 
