@@ -33,11 +33,11 @@ class Mode(str, Enum):
     pyramid = "pyramid"
 
 
-def _load_detector(weights: Optional[Path], arch: Optional[str]):
+def _load_detector(weights: Optional[Path], arch: Optional[str], int8: bool = False):
     """Indirection so tests can substitute a detector."""
     from facedet.inference import Detector
 
-    return Detector.load(weights, arch)
+    return Detector.load(weights, arch, quantized=int8)
 
 
 def _check_reports(json_out: Optional[str], plot: Optional[Path], force: bool) -> None:
@@ -68,7 +68,8 @@ def _warn_missing(n: int, total: int) -> None:
     warn(f"{n} of {total} images have no prediction file; they count as images without detections")
 
 
-WEIGHTS_HELP = "Weights file. Default: the shipped weights."
+WEIGHTS_HELP = "Weights file, float or quantized (facedet quantize). Default: the shipped weights."
+INT8_HELP = "Run the shipped integer model instead of the float weights."
 ARCH_HELP = "Architecture; must match the weights. Default: read from the weights file."
 
 
@@ -82,6 +83,7 @@ def wider(
     mode: Mode = typer.Option(Mode.single, "--mode", help="single: area-preserving single scale; multiscale: S3FD shrink/enlarge + flip + box voting; pyramid: what facedet detect runs."),
     out: Optional[Path] = typer.Option(None, "--out", help="Where --wider-root writes DIR/<event>/<image>.txt (resumable).", metavar="DIR"),
     weights: Optional[Path] = typer.Option(None, "--weights", "-w", help=WEIGHTS_HELP),
+    int8: bool = typer.Option(False, "--int8", help=INT8_HELP),
     arch: Optional[str] = typer.Option(None, "--arch", help=ARCH_HELP),
     eval_threshold: float = typer.Option(0.01, "--eval-threshold", help="Lowest detection score written, in [0, 1]."),
     nms_threshold: float = typer.Option(0.3, "--nms-threshold", help="NMS IoU threshold, in [0, 1]."),
@@ -114,7 +116,7 @@ def wider(
 
         items = wider_items(wider_root, split.value, out)
         check_output_dir(out)
-        detector = _load_detector(weights, arch)
+        detector = _load_detector(weights, arch, int8)
         _, stats = run_detector(detector, items, mode=mode.value, threshold=eval_threshold, nms_threshold=nms_threshold, force=force, workers=workers)
         msg = f"detected {stats.processed} images ({stats.images_per_second:.2f} img/s), skipped {stats.skipped} with existing predictions -> {out}"
         typer.echo(msg, err=json_out == "-")
@@ -140,6 +142,7 @@ def folder(
     out: Optional[Path] = typer.Option(None, "--out", help="Also write our detector's predictions there (resumable).", metavar="DIR"),
     mode: Mode = typer.Option(Mode.single, "--mode", help="single: area-preserving single scale; multiscale: S3FD protocol; pyramid: what facedet detect runs."),
     weights: Optional[Path] = typer.Option(None, "--weights", "-w", help=WEIGHTS_HELP),
+    int8: bool = typer.Option(False, "--int8", help=INT8_HELP),
     arch: Optional[str] = typer.Option(None, "--arch", help=ARCH_HELP),
     eval_threshold: float = typer.Option(0.01, "--eval-threshold", help="Lowest detection score kept, in [0, 1]."),
     nms_threshold: float = typer.Option(0.3, "--nms-threshold", help="NMS IoU threshold, in [0, 1]."),
@@ -179,7 +182,7 @@ def folder(
         if out is not None:
             check_output_dir(out)
         items = [RunItem(a.file, images / a.file, prediction_path(out, a.file) if out is not None else None, Path(a.file).stem) for a in anns]
-        detector = _load_detector(weights, arch)
+        detector = _load_detector(weights, arch, int8)
         preds, stats = run_detector(detector, items, mode=mode.value, threshold=eval_threshold, nms_threshold=nms_threshold, force=force, workers=workers)
         typer.echo(f"detected {stats.processed} images ({stats.images_per_second:.2f} img/s), skipped {stats.skipped} with existing predictions", err=True)
         missing = 0

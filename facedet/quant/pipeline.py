@@ -144,17 +144,7 @@ def quantize_weights(
     report.conf_error = float(np.mean(errs_c))
     report.loc_error = float(np.mean(errs_l))
 
-    for op in program.ops:
-        if op.name not in ranges:
-            continue
-        qp = program.qparams[op.name]
-        frac = sat.fraction(op.name)
-        report.layers.append({
-            "name": op.name, "kind": op.kind, "lo": ranges[op.name].lo, "hi": ranges[op.name].hi,
-            "scale": qp.scale, "zero_point": qp.zero_point, "saturated": frac,
-        })
-        if frac > SATURATION_WARN:
-            report.warnings.append(f"{op.name}: {100 * frac:.2f}% of values saturate on the calibration set")
+    report.layers, report.warnings = layer_summary(program, ranges, sat)
 
     quantization = {
         "source": weights.name,
@@ -170,6 +160,23 @@ def quantize_weights(
     }
     save_program(out, program, meta, quantization)
     return report
+
+
+def layer_summary(program, ranges: dict, sat) -> tuple[list[dict], list[str]]:
+    """Per calibrated op: range, scale, zero point and saturated fraction; warnings for heavy saturation."""
+    rows, warnings = [], []
+    for op in program.ops:
+        if op.name not in ranges:
+            continue
+        qp = program.qparams[op.name]
+        frac = sat.fraction(op.name)
+        rows.append({
+            "name": op.name, "kind": op.kind, "lo": ranges[op.name].lo, "hi": ranges[op.name].hi,
+            "scale": qp.scale, "zero_point": qp.zero_point, "saturated": frac,
+        })
+        if frac > SATURATION_WARN:
+            warnings.append(f"{op.name}: {100 * frac:.2f}% of values saturate on the calibration set")
+    return rows, warnings
 
 
 def program_outputs(graph) -> set[str]:
