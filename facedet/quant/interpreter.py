@@ -13,6 +13,8 @@ This module imports numpy only (no torch).
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +25,32 @@ from facedet.quant.program import IAdd, ICell, IConv2d, IL2Norm, IMaxOut, IRepli
 
 _F32_EXACT = 1 << 24
 _F64_EXACT = 1 << 53
+_PARALLEL_MIN = 2048  # sequences per RNN call before it is split over threads
+
+_pool: ThreadPoolExecutor | None = None
+_threads = min(2, os.cpu_count() or 1)
+
+
+def set_threads(n: int) -> None:
+    """Threads the interpreter may use (RNN sequences are split between them; results do not change)."""
+    global _pool, _threads
+    if n < 1:
+        raise ValueError("threads must be >= 1")
+    if _pool is not None:
+        _pool.shutdown()
+        _pool = None
+    _threads = n
+
+
+def _map_chunks(fn, xs: np.ndarray) -> np.ndarray:
+    """``fn`` over chunks of ``xs`` along axis 0, in parallel threads (numpy releases the GIL)."""
+    global _pool
+    if _threads == 1 or len(xs) < _PARALLEL_MIN:
+        return fn(xs)
+    if _pool is None:
+        _pool = ThreadPoolExecutor(_threads, thread_name_prefix="facedet-int")
+    parts = np.array_split(xs, _threads)
+    return np.concatenate(list(_pool.map(fn, parts)))
 
 
 def matmul_exact(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -89,6 +117,8 @@ def conv2d(op: IConv2d, x: np.ndarray, stats: "Saturation | None" = None) -> np.
 def cell_run(cell: ICell, xs: np.ndarray) -> np.ndarray:
     """Final states (int16 Q15 ``[N, hidden]``) of an integer FastGRNN over ``xs [N, T, in]``.
 
+    Sequences are independent: long batches are split over the interpreter's threads.
+
     Per step, with ``h`` starting at 0::
 
         acc = ((x_t - zp_x) . W) << x_shift + (h . U) << h_shift       (64-bit)
@@ -96,6 +126,10 @@ def cell_run(cell: ICell, xs: np.ndarray) -> np.ndarray:
         z   = sigmoid_q15(p + bias_gate);  c = tanh_q15(p + bias_update)
         h   = fastgrnn_update(z, c, h, zeta, nu)
     """
+    return _map_chunks(lambda part: _cell_run(cell, part), xs)
+
+
+def _cell_run(cell: ICell, xs: np.ndarray) -> np.ndarray:
     n, t, _ = xs.shape
     hidden = cell.U.shape[0]
     xmax = 255 if xs.dtype == np.int8 else 1 << 15  # bound on |x - zp_x|

@@ -20,7 +20,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define FD_MAX_HIDDEN 64   /* largest RNN hidden size (per-step scratch lives on the stack) */
+#define FD_MAX_HIDDEN 64   /* largest RNN hidden size and rnn1 input size (per-step scratch lives on the stack) */
+#define FD_MAX_KERNEL 7    /* largest convolution kernel in a stage (row-pointer arrays on the stack) */
+#define FD_MAX_PATCH 16    /* largest RNNPool patch (sequence-pointer arrays on the stack) */
 
 /* ------------------------------------------------------------------ arithmetic
  * fd_arith.h (static inline):
@@ -58,6 +60,9 @@ int32_t fd_im2col_get_buffer_size(const fd_conv_params *p);
 
 /* sum_i buf[i] * w[i] over n values (n as returned by fd_im2col_s8_s16 or fd_vector_s8_s16). */
 int32_t fd_dot_s16_s8(const int16_t *buf, const int8_t *w, int32_t n);
+
+/* Two output channels at once: *acc0 = sum buf[i]*w0[i], *acc1 = sum buf[i]*w1[i] (shared buf loads). */
+void fd_dot2_s16_s8(const int16_t *buf, const int8_t *w0, const int8_t *w1, int32_t n, int32_t *acc0, int32_t *acc1);
 
 /* An int8 vector to int16 in the layout fd_dot_s16_s8 expects (1x1 convolutions). */
 void fd_vector_s8_s16(const int8_t *x, int32_t n, int16_t *buf);
@@ -128,6 +133,17 @@ void fd_fastgrnn_s8(const fd_cell_params *c, const int8_t *x, int32_t x_step, in
 
 /* The same with int16 inputs: step t reads `in` values at xs[t]. */
 void fd_fastgrnn_q15(const fd_cell_params *c, const int16_t *const *xs, int32_t T, int16_t *h);
+
+/* fd_fastgrnn_s8 with step t reading `in` int8 values at xs[t] (columns of a row ring). */
+void fd_fastgrnn_s8_ptrs(const fd_cell_params *c, const int8_t *const *xs, int32_t T, int16_t *h);
+
+/*
+ * Helpers of the two cell kernels.  fd_fastgrnn_step: one step, h[hidden] updated in
+ * place from the int16 input x[in] minus zp (x - zp is the cell's x - zp_x); first != 0
+ * skips the U product (h == 0 at the first step).  fd_dot_s16_s16: sum a[i]*b[i], 64-bit.
+ */
+void fd_fastgrnn_step(const fd_cell_params *c, const int16_t *x, int32_t zp, int32_t first, int16_t *h);
+int64_t fd_dot_s16_s16(const int16_t *a, const int16_t *b, int32_t n);
 
 /* ------------------------------------------------------------------ streamed stages */
 

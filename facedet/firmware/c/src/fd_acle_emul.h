@@ -1,0 +1,82 @@
+/*
+ * facedet firmware: which DSP path the kernels compile.
+ *
+ *   __ARM_FEATURE_DSP (Cortex-M4/M7/M33 with DSP): the ACLE intrinsics of <arm_acle.h>.
+ *   FD_EMULATE_DSP (host tests): plain-C definitions of exactly the intrinsics the
+ *       kernels use, with the ARM ARM semantics (32-bit wrap for SMLAD, 64-bit for
+ *       SMLALD, as the instructions do), so the DSP branches run on the host and the
+ *       tests hold them to the plain-C path.  The kernels never rely on the wrap: every
+ *       accumulator is bounded by docs/quantization.md.  Host byte order must be
+ *       little-endian, like the Cortex-M4's.
+ *   neither: FD_USE_DSP is 0 and the kernels compile their plain-C path only.
+ *
+ * Intrinsics used: __sxtb16, __smlad, __smlald, __ssat.  (__ror is missing from
+ * GCC 12's arm_acle.h; fd_ror8 below is a plain rotate that GCC folds into
+ * "sxtb16 r, r, ror #8".)
+ */
+#ifndef FD_ACLE_EMUL_H
+#define FD_ACLE_EMUL_H
+
+#include <stdint.h>
+
+#if defined(__ARM_FEATURE_DSP)
+
+#include <arm_acle.h>
+#define FD_USE_DSP 1
+
+#elif defined(FD_EMULATE_DSP)
+
+#define FD_USE_DSP 1
+
+typedef int32_t int8x4_t;   /* four int8 lanes, lane 0 in bits 0..7 */
+typedef int32_t int16x2_t;  /* two int16 lanes, lane 0 in bits 0..15 */
+
+static inline int32_t fd_emul_lo16(int32_t x) { return (int16_t)(uint16_t)((uint32_t)x & 0xFFFFu); }
+static inline int32_t fd_emul_hi16(int32_t x) { return (int16_t)(uint16_t)((uint32_t)x >> 16); }
+
+/* SXTB16: sign-extend bytes 0 and 2 into the two halfwords */
+static inline int16x2_t __sxtb16(int8x4_t x)
+{
+    uint32_t u = (uint32_t)x;
+    uint32_t lo = (uint32_t)(int32_t)(int8_t)(uint8_t)(u & 0xFFu) & 0xFFFFu;
+    uint32_t hi = (uint32_t)(int32_t)(int8_t)(uint8_t)((u >> 16) & 0xFFu) & 0xFFFFu;
+    return (int16x2_t)(lo | (hi << 16));
+}
+
+/* SMLAD: acc + lo(x)*lo(y) + hi(x)*hi(y), wrapping modulo 2^32 */
+static inline int32_t __smlad(int16x2_t x, int16x2_t y, int32_t acc)
+{
+    uint32_t r = (uint32_t)acc + (uint32_t)(fd_emul_lo16(x) * fd_emul_lo16(y)) + (uint32_t)(fd_emul_hi16(x) * fd_emul_hi16(y));
+    return (int32_t)r;
+}
+
+/* SMLALD: acc + lo(x)*lo(y) + hi(x)*hi(y), 64-bit, wrapping modulo 2^64 */
+static inline int64_t __smlald(int16x2_t x, int16x2_t y, int64_t acc)
+{
+    uint64_t r = (uint64_t)acc + (uint64_t)(int64_t)(fd_emul_lo16(x) * fd_emul_lo16(y)) + (uint64_t)(int64_t)(fd_emul_hi16(x) * fd_emul_hi16(y));
+    return (int64_t)r;
+}
+
+/* SSAT: saturate a signed value to n bits, 1 <= n <= 32 */
+static inline int32_t __ssat(int32_t x, unsigned n)
+{
+    int64_t hi = ((int64_t)1 << (n - 1)) - 1, lo = -((int64_t)1 << (n - 1));
+    return x < lo ? (int32_t)lo : (x > hi ? (int32_t)hi : x);
+}
+
+#else
+
+#define FD_USE_DSP 0
+
+#endif
+
+#if FD_USE_DSP
+/* rotate right by 8 (ACLE's __ror is missing from GCC 12) */
+static inline int8x4_t fd_ror8(int8x4_t x)
+{
+    uint32_t u = (uint32_t)x;
+    return (int8x4_t)((u >> 8) | (u << 24));
+}
+#endif
+
+#endif /* FD_ACLE_EMUL_H */
