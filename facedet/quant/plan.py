@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from facedet import graph as g
 
 ALIGN = 4
-POST_CANDIDATE_BYTES = 8  # per prior: int32 index + float32 score (the firmware's candidate list)
+POST_CANDIDATE_BYTES = 24  # per prior: int32 index, float32 score and box (fd_postprocess_f32.c)
 
 
 class PlanError(ValueError):
