@@ -203,12 +203,119 @@ def quantize(
     typer.echo(f"wrote {report.out}")
 
 
+@app.command("export-firmware")
+@handle_errors
+def export_firmware(
+    out: Path = typer.Option(..., "--out", "-o", help="Bundle folder to write.", show_default=False),
+    weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Quantized model (facedet quantize). Default: the shipped integer model."),
+    ram_kib: int = typer.Option(128, "--ram-kib", min=1, help="RAM budget in KiB: the linker script's RAM region and the MPU limit; export fails if the plan does not fit."),
+    threshold: float = typer.Option(DEFAULT_THRESHOLD, "--threshold", "-t", help="Default score threshold compiled into the firmware, in [0, 1]."),
+    nms_threshold: float = typer.Option(DEFAULT_NMS_THRESHOLD, "--nms-threshold", help="Default NMS IoU threshold compiled into the firmware, in [0, 1]."),
+    max_faces: int = typer.Option(64, "--max-faces", min=1, max=4096, help="Faces the result struct holds."),
+    build: bool = typer.Option(True, "--build/--no-build", help="Also build the Cortex-M4 firmware and run it once under QEMU to measure its stack and sections (needs the toolchain)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing bundle in --out."),
+) -> None:
+    """Write a C99 bundle that runs the integer program on a Cortex-M4 (weights, kernels, schedule, one arena, Makefile, linker script, memory report)."""
+    from facedet.firmware.export import export_firmware as run_export
+    from facedet.firmware.run import measure_bundle
+
+    check_unit_interval("--threshold", threshold)
+    check_unit_interval("--nms-threshold", nms_threshold)
+    report = run_export(weights, out, ram_kib=ram_kib, force=force, max_faces=max_faces, score_threshold=threshold, nms_threshold=nms_threshold)
+    plan = report.plan
+    typer.echo(f"wrote {out}: {report.arch} at {report.height}x{report.width}, {len(plan.stages)} stages")
+    typer.echo(f"arena {plan.arena_bytes:,} B (peak at {plan.peak_stage.name}), result {report.result_bytes:,} B, RAM budget {report.ram_budget:,} B")
+    if build:
+        from facedet.firmware import toolchain
+
+        try:
+            toolchain.check("m4")
+        except FacedetError as exc:
+            from facedet.cli_common import warn
+
+            warn(f"not built: {exc}; memory_report.json gets its measured sizes at the first 'facedet firmware run'")
+            return
+        mem = measure_bundle(out)
+        typer.echo(
+            f"m4 build: RAM used {mem['ram_bytes']:,} B of {report.ram_budget:,} (stack high-water {mem['stack_bytes']:,} B), "
+            f"flash {mem['flash_bytes']:,} B; see {out / 'memory_report.md'}"
+        )
+
+
+firmware_app = typer.Typer(help="Run an exported firmware bundle.", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+
+@firmware_app.command("run")
+@handle_errors
+def firmware_run(
+    bundle: Path = typer.Argument(..., help="Bundle folder written by facedet export-firmware.", show_default=False),
+    images: List[Path] = typer.Argument(..., help="Images or folders.", show_default=False),
+    target: str = typer.Option("m4", "--target", help="m4: the Cortex-M4 build under QEMU (mps2-an386, RAM limited by the MPU); host: the plain-C build on this machine."),
+    check: bool = typer.Option(False, "--check", help="Also run the Python integer interpreter on the same frame and report bit_exact per image; any mismatch fails the command."),
+    json_out: Optional[str] = typer.Option(None, "--json", help="Write results as JSON to FILE, or '-' for stdout.", metavar="FILE|-"),
+    threshold: Optional[float] = typer.Option(None, "--threshold", "-t", help="Score threshold (default: the one compiled into the bundle)."),
+    nms_threshold: Optional[float] = typer.Option(None, "--nms-threshold", help="NMS IoU threshold (default: the bundle's)."),
+    timeout: float = typer.Option(120.0, "--timeout", min=1.0, help="Seconds one image may take before the run is stopped."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing JSON file."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the per-image summary."),
+) -> None:
+    """Run images through the firmware: the faces it decoded (detect's JSON), executed instructions, wall time, and with --check bit-exactness."""
+    from facedet.cli_common import progress
+    from facedet.firmware.run import run_firmware
+    from facedet.outputs import records_to_json
+
+    for name, v in (("--threshold", threshold), ("--nms-threshold", nms_threshold)):
+        if v is not None:
+            check_unit_interval(name, v)
+    if json_out not in (None, "-"):
+        check_output_file(json_out, force)
+    report = run_firmware(
+        bundle, images, target=target, check=check, score_threshold=threshold, nms_threshold=nms_threshold, timeout=timeout,
+        on_error=lambda f, msg: error(msg if str(f) in msg else f"{f}: {msg}"),
+        progress=lambda it, total, desc: progress(it, total=total, desc=desc, unit="image"),
+    )
+    if json_out == "-":
+        typer.echo(records_to_json(report.records), nl=False)
+    else:
+        if json_out is not None:
+            atomic_write_text(json_out, records_to_json(report.records))
+        if not quiet:
+            for line in _firmware_lines(report.records):
+                typer.echo(line)
+            if report.memory:
+                m = report.memory
+                typer.echo(f"RAM used {m['ram_bytes']:,} B (arena {m['arena_bytes']:,}, stack {m['stack_bytes']:,}), flash {m['flash_bytes']:,} B")
+    if report.mismatches:
+        error(f"{report.mismatches} of {len(report.records)} images differ from the Python integer interpreter")
+        raise typer.Exit(EXIT_ERROR)
+    if report.failures:
+        n, total = len(report.failures), len(report.failures) + len(report.records)
+        error(f"{n} of {total} input{'s' if total != 1 else ''} failed")
+        raise typer.Exit(EXIT_ERROR if not report.records else EXIT_PARTIAL)
+
+
+def _firmware_lines(records: list[dict]) -> list[str]:
+    from facedet.detect import summary_lines
+
+    out = []
+    for rec in records:
+        extra = [f"{rec['instructions']:,} instructions" if rec.get("instructions") else None, f"{rec['wall_s']:.2f} s",
+                 f"stack {rec['stack_bytes']:,} B" if rec.get("stack_bytes") else None]
+        if "bit_exact" in rec:
+            extra.append("bit-exact" if rec["bit_exact"] else f"NOT bit-exact ({rec['mismatched_values']} values differ)")
+        lines = summary_lines([rec])
+        lines[0] += "  [" + ", ".join(e for e in extra if e) + "]"
+        out.append("\n".join(lines))
+    return out
+
+
 def _register_subcommands() -> None:
     from facedet.evaluation.cli import app as evaluate_app
     from facedet.training.cli import train_command
 
     app.command("train")(train_command)
     app.add_typer(evaluate_app, name="evaluate", help="Score detections: official WIDER FACE protocol, or AP on any annotated folder.")
+    app.add_typer(firmware_app, name="firmware", help="Run an exported firmware bundle (QEMU Cortex-M4 or host build).")
 
 
 _register_subcommands()

@@ -39,6 +39,7 @@ BUNDLE_FORMAT = "facedet-firmware-bundle"
 DEFAULT_RAM_KIB = 128
 FLASH_KIB = 256
 STACK_MIN = 2048  # bytes of stack the linker must leave (the measured high-water is reported)
+PLATFORM_BYTES = 1024  # the rest of the RAM the m4 build needs: handler stack (512), libc .data, harness state
 MAX_FACES = 64
 FACE_BYTES = 20  # facedet_face_t: five floats
 OWNED = ("include", "src", "platform", "build", "Makefile", "config.mk", "model.safetensors", "bundle.json", "memory_report.json", "memory_report.md")
@@ -365,11 +366,12 @@ def export_firmware(
         raise FacedetError(f"cannot export '{program.arch}' to firmware: {exc}") from None
     res = result_bytes(plan.priors, max_faces)
     budget = ram_kib * 1024
-    need = plan.arena_bytes + res + STACK_MIN
+    need = plan.arena_bytes + res + STACK_MIN + PLATFORM_BYTES
     if need > budget:
         raise FacedetError(
             f"--ram-kib {ram_kib} ({budget:,} B) is below what the firmware needs: the planned arena peaks at "
-            f"{plan.arena_bytes:,} B at {plan.peak_stage.name}, plus {res:,} B of results and {STACK_MIN:,} B of stack ({need:,} B)"
+            f"{plan.arena_bytes:,} B at {plan.peak_stage.name}, plus {res:,} B of results, {STACK_MIN:,} B of stack "
+            f"and {PLATFORM_BYTES:,} B for the platform ({need:,} B)"
         )
     _prepare_out(out, force)
     files = generate_sources(program, plan, model.spec, max_faces, score_threshold, nms_threshold)

@@ -6,8 +6,11 @@ Written at export from the plan (arena, per-stage table); the measured figures
 filled in after the first ``m4`` build and run (``facedet firmware run``, or
 export itself when the toolchain is installed).
 
-``ram_bytes`` is stack high-water + ``.data`` + ``.bss``; the harness keeps the
-arena and the result in ``.bss``, so it is the whole RAM the detector used.
+``ram_bytes`` is the main stack's high-water mark + ``.data`` + ``.bss`` + the
+handler stack (``.stack_msp``); the harness keeps the arena and the result in
+``.bss``, so it is the whole RAM the detector used.  ``flash_bytes`` is
+``.vectors`` + ``.text`` + ``.rodata`` + ``.ARM.exidx`` + ``.data`` (its load
+image).
 """
 
 from __future__ import annotations
@@ -53,8 +56,8 @@ def update_memory_report(out: Path, sections: dict[str, int], stack_bytes: int) 
     previous = data.get("stack_bytes") or 0
     data["stack_bytes"] = max(int(stack_bytes), int(previous))
     data["sections"] = {k: int(v) for k, v in sections.items()}
-    data["ram_bytes"] = data["stack_bytes"] + int(sections.get(".data", 0)) + int(sections.get(".bss", 0))
-    data["flash_bytes"] = int(sections.get(".text", 0)) + int(sections.get(".rodata", 0)) + int(sections.get(".data", 0))
+    data["ram_bytes"] = data["stack_bytes"] + sum(int(sections.get(k, 0)) for k in (".data", ".bss", ".stack_msp"))
+    data["flash_bytes"] = sum(int(sections.get(k, 0)) for k in (".vectors", ".text", ".rodata", ".ARM.exidx", ".data"))
     _write(out, data)
     return data
 
@@ -78,8 +81,8 @@ def format_markdown(data: dict[str, Any]) -> str:
         f"| arena (frame resident at its start), peak at {data['arena_peak_stage']} | {_kib(data['arena_bytes'])} |",
         f"| result struct (raw head outputs + faces) | {_kib(data['result_bytes'])} |",
         f"| stack high-water mark, measured on the emulated Cortex-M4 | {_kib(data['stack_bytes'])} |",
-        f"| RAM used: stack + .data + .bss | {_kib(data['ram_bytes'])} |",
-        f"| flash: .text + .rodata + .data | {_kib(data['flash_bytes'])} |",
+        f"| RAM used: stack + .data + .bss + handler stack | {_kib(data['ram_bytes'])} |",
+        f"| flash: .vectors + .text + .rodata + .ARM.exidx + .data | {_kib(data['flash_bytes'])} |",
         "",
     ]
     if data.get("sections"):

@@ -186,6 +186,24 @@ def run_firmware(
     return report
 
 
+def measure_bundle(bundle_dir: Path, timeout: float = 120.0) -> dict:
+    """Build the m4 firmware, run it once on a mid-grey frame, and fill in memory_report.json.
+
+    Returns the updated report (``ram_bytes``, ``stack_bytes``, ``flash_bytes``, ...).
+    """
+    from facedet.firmware import runner
+    from facedet.firmware.report import update_memory_report
+
+    bundle = Bundle.open(bundle_dir)
+    elf = runner.build(bundle.path, "m4")
+    frame = np.full(bundle.height * bundle.width * bundle.channels, _input_qparams(bundle)[1], np.int8)
+    run = runner.run(bundle.path, "m4", frame.tobytes(), score_threshold=bundle.score_threshold,
+                     nms_threshold=bundle.nms_threshold, max_faces=bundle.max_faces, timeout=timeout)
+    if run.status != 0:
+        raise FacedetError(f"facedet_run returned {run.status} on the measuring frame")
+    return update_memory_report(bundle.path, runner.section_sizes(elf), run.stack_bytes or 0)
+
+
 def _input_qparams(bundle: Bundle) -> tuple[float, int]:
     qp = bundle.meta["qparams"]["input"]
     return float(qp["scale"]), int(qp["zero_point"])

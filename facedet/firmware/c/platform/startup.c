@@ -186,11 +186,12 @@ static const char *fault_name(uint32_t exception)
 static const char *fault_cause(uint32_t cfsr, uint32_t hfsr, uint32_t mmfar, int stacking)
 {
     uintptr_t ram = (uintptr_t)__ram_start;
-    if (stacking) return "stack overflow while entering the handler";
     if ((cfsr & 0x82u) == 0x82u) {   /* DACCVIOL with a valid MMFAR */
         if (mmfar < ram && mmfar + 4096u >= ram) return "main stack overflow";
-        return "memory access outside the budget";
+        if (mmfar >= (uintptr_t)__flash_start && mmfar < (uintptr_t)__flash_end) return "write to flash";
+        if (!stacking) return "memory access outside the RAM budget";
     }
+    if (stacking) return "stack overflow while entering the handler";
     if (cfsr & 0x01u) return "instruction fetch outside flash";
     if (cfsr & 0x8F00u) return "bus error";
     if (cfsr & (1u << 25)) return "divide by zero";
@@ -205,13 +206,13 @@ static const char *fault_cause(uint32_t cfsr, uint32_t hfsr, uint32_t mmfar, int
 
 void fault_report(const uint32_t *frame, uint32_t exc_return)
 {
-    (void)exc_return;  /* bit 2: the frame is on PSP (thread) or MSP (handler); Fault_Handler chose */
     uint32_t ipsr, cfsr = SCB_CFSR, hfsr = SCB_HFSR, mmfar = SCB_MMFAR, bfar = SCB_BFAR;
     int stacking = (cfsr & ((1u << 4) | (1u << 12))) != 0;   /* MSTKERR, STKERR */
     uintptr_t f = (uintptr_t)frame;
     sh_line line;
     __asm__ volatile("mrs %0, ipsr" : "=r"(ipsr));
     ipsr &= 0x1FFu;
+    (void)exc_return;   /* bit 2 told Fault_Handler which stack holds the frame */
 
     sh_line_init(&line);
     sh_line_str(&line, "fault: ");
