@@ -11,8 +11,8 @@
  *   neither: FD_USE_DSP is 0 and the kernels compile their plain-C path only.
  *
  * Intrinsics used: __sxtb16, __smlad, __smlald, __ssat.  (__ror is missing from
- * GCC 12's arm_acle.h; fd_ror8 below is a plain rotate that GCC folds into
- * "sxtb16 r, r, ror #8".)
+ * GCC 12's arm_acle.h: fd_ror8 below is a plain rotate, and fd_sxtb16_ror8 the
+ * rotated SXTB16.)
  */
 #ifndef FD_ACLE_EMUL_H
 #define FD_ACLE_EMUL_H
@@ -76,6 +76,20 @@ static inline int8x4_t fd_ror8(int8x4_t x)
 {
     uint32_t u = (uint32_t)x;
     return (int8x4_t)((u >> 8) | (u << 24));
+}
+
+/* __sxtb16(ror8(x)) = sign-extended bytes 1 and 3.  GCC 12 does not fold the rotate into
+ * the builtin (it emits "mov r, r, ror #8" + "sxtb16"), so on the target this is the
+ * one instruction "sxtb16 r, r, ror #8" in inline asm (as CMSIS-NN's __SXTB16_RORn). */
+static inline int16x2_t fd_sxtb16_ror8(int8x4_t x)
+{
+#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__)
+    int16x2_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+#else
+    return __sxtb16(fd_ror8(x));
+#endif
 }
 #endif
 

@@ -24,7 +24,7 @@ int32_t fd_dot_s16_s8(const int16_t *buf, const int8_t *w, int32_t n)
         memcpy(&b02, buf + i, 4);
         memcpy(&b13, buf + i + 2, 4);
         acc = __smlad(__sxtb16(ww), b02, acc);
-        acc = __smlad(__sxtb16(fd_ror8(ww)), b13, acc);
+        acc = __smlad(fd_sxtb16_ror8(ww), b13, acc);
     }
 #endif
     for (; i < n; i++)
@@ -43,9 +43,9 @@ void fd_dot2_s16_s8(const int16_t *buf, const int8_t *w0, const int8_t *w1, int3
         memcpy(&x0, w0 + i, 4);
         memcpy(&x1, w1 + i, 4);
         a0 = __smlad(__sxtb16(x0), b02, a0);
-        a0 = __smlad(__sxtb16(fd_ror8(x0)), b13, a0);
+        a0 = __smlad(fd_sxtb16_ror8(x0), b13, a0);
         a1 = __smlad(__sxtb16(x1), b02, a1);
-        a1 = __smlad(__sxtb16(fd_ror8(x1)), b13, a1);
+        a1 = __smlad(fd_sxtb16_ror8(x1), b13, a1);
     }
 #endif
     for (; i < n; i++) {

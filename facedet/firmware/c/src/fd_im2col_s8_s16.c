@@ -39,7 +39,7 @@ static void put_run(int16_t *buf, int32_t base, const int8_t *src, int32_t len, 
             memcpy(&w, src + i, 4);
             {
                 int32_t lo = __sxtb16(w);          /* a0 a2 */
-                int32_t hi = __sxtb16(fd_ror8(w)); /* a1 a3 */
+                int32_t hi = fd_sxtb16_ror8(w); /* a1 a3 */
                 memcpy(buf + idx, &lo, 4);
                 memcpy(buf + idx + 2, &hi, 4);
             }
@@ -51,12 +51,24 @@ static void put_run(int16_t *buf, int32_t base, const int8_t *src, int32_t len, 
     }
 }
 
-/* buf[base .. base+len) <- v (a constant is its own permutation) */
-static void fill_run(int16_t *buf, int32_t base, int16_t v, int32_t len)
+/* buf[base .. base+len) <- v (a whole group of a constant is its own permutation; a group
+ * shared with a neighbouring tap is not, so those elements go through perm_pos) */
+static void fill_run(int16_t *buf, int32_t base, int16_t v, int32_t len, int32_t n4)
 {
-    int32_t i;
-    for (i = 0; i < len; i++)
-        buf[base + i] = v;
+    int32_t i = 0;
+    while (i < len) {
+        int32_t idx = base + i;
+        if ((idx & 3) == 0 && idx + 4 <= n4 && i + 4 <= len) {
+            buf[idx] = v;
+            buf[idx + 1] = v;
+            buf[idx + 2] = v;
+            buf[idx + 3] = v;
+            i += 4;
+        } else {
+            buf[perm_pos(idx, n4)] = v;
+            i++;
+        }
+    }
 }
 #endif
 
@@ -79,7 +91,7 @@ int32_t fd_im2col_s8_s16(const fd_conv_params *p, const int8_t *const *rows, int
             if (src != NULL)
                 put_run(buf, base, src, cin, n4);
             else
-                fill_run(buf, base, zp, cin);
+                fill_run(buf, base, zp, cin, n4);
 #else
             int32_t ci;
             if (src != NULL)

@@ -18,7 +18,7 @@ void fd_vector_s8_s16(const int8_t *x, int32_t n, int16_t *buf)
         int32_t w, lo, hi;
         memcpy(&w, x + i, 4);
         lo = __sxtb16(w);          /* x0 x2 */
-        hi = __sxtb16(fd_ror8(w)); /* x1 x3 */
+        hi = fd_sxtb16_ror8(w); /* x1 x3 */
         memcpy(buf + i, &lo, 4);
         memcpy(buf + i + 2, &hi, 4);
     }
