@@ -32,7 +32,7 @@ import numpy as np
 from facedet import __version__
 from facedet.errors import FacedetError
 from facedet.quant.plan import Plan, PlanError, Stage, plan_graph
-from facedet.quant.program import IAdd, ICell, IConv2d, IL2Norm, IMaxOut, IRNNPool, Program
+from facedet.quant.program import IAdd, ICell, IConv2d, IL2Norm, Program
 
 C_DIR = Path(__file__).resolve().parent / "c"
 BUNDLE_FORMAT = "facedet-firmware-bundle"
