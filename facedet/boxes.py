@@ -9,8 +9,10 @@ Other layouts exist only at the edges of the program and are converted here:
 * ``xywh``  -- ``[x, y, w, h]`` (WIDER FACE annotation and prediction files),
 * ``cxcywh`` -- ``[cx, cy, w, h]`` (priors and the SSD box codec).
 
-The official WIDER evaluation uses a "+1 pixel" area convention; that lives in
-:mod:`facedet.evaluation`, not here.
+The official WIDER evaluation (and S3FD's box voting) measure a box as
+``x2 - x1 + 1`` pixels wide; :func:`box_iou` takes that as ``plus_one=True``.
+This module is the one implementation of IoU and of NMS in facedet; both take
+torch tensors or NumPy arrays.
 """
 
 from __future__ import annotations
@@ -43,23 +45,35 @@ def box_area(boxes: Tensor) -> Tensor:
     return wh[:, 0] * wh[:, 1]
 
 
-def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+def box_iou(boxes1: Tensor | np.ndarray, boxes2: Tensor | np.ndarray, *, plus_one: bool = False) -> Tensor | np.ndarray:
     """Pairwise intersection over union.
 
     Args:
-        boxes1: ``Tensor[N, 4]`` xyxy.
-        boxes2: ``Tensor[M, 4]`` xyxy.
+        boxes1: ``[N, 4]`` xyxy, a torch tensor or anything NumPy takes.
+        boxes2: ``[M, 4]`` xyxy, the same kind as ``boxes1``.
+        plus_one: measure sides as ``x2 - x1 + 1`` (the official WIDER FACE
+            evaluation and S3FD's box voting, on integer pixel boxes).  The
+            operations are the official code's, in its order, so IoUs exactly on a
+            threshold compare as they do there.
     Returns:
-        ``Tensor[N, M]``; IoU of two empty boxes is 0, not NaN.
+        ``[N, M]``: a tensor for tensors; ``float64`` NumPy otherwise.  The IoU of
+        boxes with an empty union is 0, not NaN.
     """
-    area1 = box_area(boxes1)
-    area2 = box_area(boxes2)
-    lt = torch.maximum(boxes1[:, None, :2], boxes2[None, :, :2])
-    rb = torch.minimum(boxes1[:, None, 2:], boxes2[None, :, 2:])
-    wh = (rb - lt).clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]
-    union = area1[:, None] + area2[None, :] - inter
-    return torch.where(union > 0, inter / union.clamp(min=torch.finfo(union.dtype).tiny), torch.zeros_like(inter))
+    if isinstance(boxes1, Tensor):
+        xp, a, b = torch, boxes1, boxes2
+    else:
+        xp = np
+        a = np.asarray(boxes1, dtype=np.float64).reshape(-1, 4)
+        b = np.asarray(boxes2, dtype=np.float64).reshape(-1, 4)
+    one = 1 if plus_one else 0
+    iw = xp.minimum(a[:, None, 2], b[None, :, 2]) - xp.maximum(a[:, None, 0], b[None, :, 0]) + one
+    ih = xp.minimum(a[:, None, 3], b[None, :, 3]) - xp.maximum(a[:, None, 1], b[None, :, 1]) + one
+    inter = xp.where((iw > 0) & (ih > 0), iw * ih, xp.zeros_like(iw))
+    area_a = (a[:, 2] - a[:, 0] + one).clip(min=0) * (a[:, 3] - a[:, 1] + one).clip(min=0)
+    area_b = (b[:, 2] - b[:, 0] + one).clip(min=0) * (b[:, 3] - b[:, 1] + one).clip(min=0)
+    union = (area_a[:, None] + area_b[None, :]) - inter
+    nonempty = union > 0
+    return xp.where(nonempty, inter / xp.where(nonempty, union, xp.ones_like(union)), xp.zeros_like(inter))
 
 
 def xywh_to_xyxy(boxes: Tensor | np.ndarray) -> Tensor | np.ndarray:
@@ -95,7 +109,7 @@ def clip_boxes(boxes: Tensor, height: int, width: int) -> Tensor:
     return out
 
 
-def nms(boxes: Tensor, scores: Tensor, iou_threshold: float, block_size: int = 128) -> Tensor:
+def nms(boxes: Tensor | np.ndarray, scores: Tensor | np.ndarray, iou_threshold: float, block_size: int = 128) -> Tensor | np.ndarray:
     """Greedy non-maximum suppression, vectorised.
 
     Boxes are visited in order of decreasing score (ties: lower index first); a
@@ -114,14 +128,17 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float, block_size: int = 1
        blocks keep short even for dense, grid-like candidates.
 
     Args:
-        boxes: ``Tensor[N, 4]`` xyxy.
-        scores: ``Tensor[N]``.
+        boxes: ``[N, 4]`` xyxy, a tensor or a NumPy array.
+        scores: ``[N]``, the same kind.
         iou_threshold: boxes with IoU strictly above this are suppressed.
         block_size: boxes per block (a speed knob; the result does not depend on it).
     Returns:
-        ``Tensor[K]`` int64 indices into ``boxes`` of the kept boxes, sorted by
-        decreasing score.
+        int64 indices into ``boxes`` of the kept boxes, sorted by decreasing
+        score: a ``Tensor[K]`` for tensors, an ``ndarray[K]`` for arrays.
     """
+    if not isinstance(boxes, Tensor):
+        keep = nms(torch.from_numpy(np.asarray(boxes, dtype=np.float64).reshape(-1, 4)), torch.from_numpy(np.asarray(scores, dtype=np.float64).reshape(-1)), iou_threshold, block_size)
+        return keep.numpy()
     if boxes.numel() == 0:
         return torch.zeros(0, dtype=torch.int64, device=boxes.device)
     # Stable sort so that equal scores keep their input order (like the oracle).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import List, Optional
@@ -9,10 +10,27 @@ from typing import List, Optional
 import typer
 
 from facedet import __version__
-from facedet.cli_common import EXIT_ERROR, EXIT_PARTIAL, atomic_write_text, check_output_file, check_unit_interval, error, handle_errors
+from facedet.cli_common import (
+    EXIT_ERROR,
+    EXIT_PARTIAL,
+    EXIT_USAGE,
+    OneLineErrors,
+    atomic_write_text,
+    check_output_file,
+    check_score_threshold,
+    check_unit_interval,
+    error,
+    force_option,
+    handle_errors,
+    nms_threshold_option,
+    pyramid_option,
+    threshold_option,
+    warn,
+)
 from facedet.detector import ARCHS, DEFAULT_ARCH
-from facedet.errors import FacedetError
-from facedet.inference import DEFAULT_MAX_FACES, DEFAULT_NMS_THRESHOLD, DEFAULT_THRESHOLD
+from facedet.errors import FacedetError, UsageError
+from facedet.imageio import DEFAULT_MAX_PIXELS, MAX_PIXELS_HELP
+from facedet.inference import DEFAULT_MAX_FACES
 
 app = typer.Typer(
     name="facedet",
@@ -20,6 +38,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=OneLineErrors,
+    epilog="Exit status: 0 success; 1 error; 2 usage error (a wrong command line, nothing done); 3 some inputs failed (each reported, the rest done); 130 interrupted.",
 )
 
 ARCH_HELP = "Model architecture: " + "; ".join(f"{s.name} = {s.description}" for s in ARCHS.values())
@@ -28,8 +48,20 @@ ARCH_HELP = "Model architecture: " + "; ".join(f"{s.name} = {s.description}" for
 def _check_arch(arch: Optional[str]) -> Optional[str]:
     """Validate an --arch value with a one-line error (not a usage panel)."""
     if arch is not None and arch not in ARCHS:
-        raise FacedetError(f"unknown architecture {arch!r}; choose one of: {', '.join(ARCHS)}")
+        raise UsageError(f"unknown architecture {arch!r}; choose one of: {', '.join(ARCHS)}")
     return arch
+
+
+@functools.lru_cache(maxsize=None)
+def _min_side(arch: str) -> int:
+    """The smallest input side the architecture accepts (every layer keeps a non-empty map)."""
+    from facedet.detector import build_model
+
+    return build_model(arch).min_input_side()
+
+
+def _min_side_text() -> str:
+    return f"{_min_side(DEFAULT_ARCH)} for {DEFAULT_ARCH}"
 
 
 def _version(value: bool) -> None:
@@ -52,7 +84,7 @@ def _load_detector(weights: Optional[Path], arch: Optional[str], int8: bool = Fa
     return Detector.load(weights, arch, quantized=int8)
 
 
-INT8_HELP = "Run the shipped integer model (weights/rnnpool_face_m4_int8.safetensors) instead of the float weights; a quantized --weights file is recognised without it."
+INT8_HELP = "Run the shipped integer model (rnnpool_face_m4_int8.safetensors) instead of the float weights; a quantized --weights file is recognised without it."
 
 
 @app.command()
@@ -62,33 +94,36 @@ def detect(
     weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Weights file (.safetensors), float or quantized. Default: the shipped weights."),
     int8: bool = typer.Option(False, "--int8", help=INT8_HELP),
     arch: Optional[str] = typer.Option(None, "--arch", help="Architecture (m4, qvga, quant, c); must match the weights. Default: read from the weights file."),
-    threshold: float = typer.Option(DEFAULT_THRESHOLD, "--threshold", "-t", help="Minimum face score, in [0, 1]."),
-    nms_threshold: float = typer.Option(DEFAULT_NMS_THRESHOLD, "--nms-threshold", help="NMS IoU threshold, in [0, 1]."),
+    threshold: float = threshold_option(),
+    nms_threshold: float = nms_threshold_option(),
     max_faces: int = typer.Option(DEFAULT_MAX_FACES, "--max-faces", min=1, help="At most this many faces per image."),
-    pyramid: bool = typer.Option(True, "--pyramid/--single-scale", help="Also run at 1.5x (when the image has the pixels), 1/2 and 1/4 of the base scale and merge the boxes (more faces found, about 3.5x the time); --single-scale is the paper's area-preserving test."),
+    pyramid: bool = pyramid_option(),
     json_out: Optional[str] = typer.Option(None, "--json", help="Write results as JSON to FILE, or '-' for stdout.", metavar="FILE|-"),
-    csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write one CSV row per face to FILE.", metavar="FILE"),
+    csv_out: Optional[str] = typer.Option(None, "--csv", help="Write one CSV row per face to FILE, or '-' for stdout.", metavar="FILE|-"),
     wider_txt: Optional[Path] = typer.Option(None, "--wider-txt", help="Write official WIDER FACE per-image .txt files into DIR.", metavar="DIR"),
-    save: Optional[Path] = typer.Option(None, "--save", help="Write annotated images/videos into DIR.", metavar="DIR"),
+    save: Optional[Path] = typer.Option(None, "--save", help="Write annotated images (JPEG, PNG, BMP, TIFF, WebP keep their format, others become .png) and videos (<name>_faces.mp4) into DIR.", metavar="DIR"),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Search folders recursively."),
-    force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
+    force: bool = force_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the per-image summary."),
+    max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels", min=1, help=MAX_PIXELS_HELP, metavar="N"),
 ) -> None:
     """Detect faces in images, folders and video files.
 
-    Exit status: 0 all inputs processed, 1 nothing could be done, 2 some inputs failed
-    (each is reported and skipped).
+    Exit status: 0 all inputs processed, 1 nothing could be done, 2 usage error,
+    3 some inputs failed (each is reported and skipped; the rest is written).
     """
     from facedet.detect import DetectOptions, run_detect, summary_lines
-    from facedet.outputs import records_to_json
+    from facedet.outputs import records_to_csv, records_to_json
 
-    check_unit_interval("--threshold", threshold)
+    check_score_threshold("--threshold", threshold)
     check_unit_interval("--nms-threshold", nms_threshold)
     detector = _load_detector(weights, _check_arch(arch), int8)
-    opts = DetectOptions(threshold, nms_threshold, max_faces, json_out, csv_out, wider_txt, save, recursive, force, pyramid)
-    report = run_detect(paths, detector, opts, on_error=lambda f, msg: error(msg if str(f) in msg else f"{f}: {msg}"))
+    opts = DetectOptions(threshold, nms_threshold, max_faces, json_out, csv_out, wider_txt, save, recursive, force, pyramid, max_pixels)
+    report = run_detect(paths, detector, opts, on_error=lambda f, msg: error(msg if str(f) in msg else f"{f}: {msg}"), on_warning=warn)
     if json_out == "-":
         typer.echo(records_to_json(report.records), nl=False)
+    elif csv_out == "-":
+        typer.echo(records_to_csv(report.records), nl=False)
     elif not quiet:
         for line in summary_lines(report.records):
             typer.echo(line)
@@ -105,19 +140,24 @@ def webcam(
     weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Weights file, float or quantized. Default: the shipped weights."),
     int8: bool = typer.Option(False, "--int8", help=INT8_HELP),
     arch: Optional[str] = typer.Option(None, "--arch", help="Architecture (m4, qvga, quant, c); must match the weights."),
-    threshold: float = typer.Option(DEFAULT_THRESHOLD, "--threshold", "-t", help="Minimum face score, in [0, 1]."),
-    nms_threshold: float = typer.Option(DEFAULT_NMS_THRESHOLD, "--nms-threshold", help="NMS IoU threshold, in [0, 1]."),
-    pyramid: bool = typer.Option(True, "--pyramid/--single-scale", help="Also run at 1.5x, 1/2 and 1/4 of the base scale (about 3.5x the time); --single-scale is faster."),
+    threshold: float = threshold_option(),
+    nms_threshold: float = nms_threshold_option(),
+    pyramid: bool = pyramid_option(),
 ) -> None:
     """Live detection from a camera, with boxes and FPS drawn. Press q to quit."""
-    from facedet.webcam import close_windows, has_display, open_camera, opencv_window, run_live
+    from facedet.webcam import close_windows, display_error, has_display, open_camera, opencv_window, run_live
 
-    check_unit_interval("--threshold", threshold)
+    check_score_threshold("--threshold", threshold)
     check_unit_interval("--nms-threshold", nms_threshold)
+    no_window = "; use 'facedet detect' on a video file instead"
     if not has_display():
-        raise FacedetError("no display available (DISPLAY/WAYLAND_DISPLAY is not set); use 'facedet detect' on a video file instead")
+        raise FacedetError("no display available (DISPLAY/WAYLAND_DISPLAY is not set)" + no_window)
     detector = _load_detector(weights, _check_arch(arch), int8)
     capture = open_camera(camera)
+    problem = display_error()
+    if problem is not None:
+        capture.release()
+        raise FacedetError(problem + no_window)
     try:
         frames = run_live(capture, detector, opencv_window(), threshold=threshold, nms_threshold=nms_threshold, pyramid=pyramid)
     finally:
@@ -130,15 +170,16 @@ def webcam(
 def profile(
     arch: Optional[str] = typer.Option(None, "--arch", help=ARCH_HELP + f". Default: {DEFAULT_ARCH}, or the architecture of --weights."),
     weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="A weights file (float or quantized): profile its architecture; a quantized file also reports its parameter bytes."),
-    height: Optional[int] = typer.Option(None, "--height", min=1, help="Input height (default: the model's nominal size)."),
-    width: Optional[int] = typer.Option(None, "--width", min=1, help="Input width (default: the model's nominal size)."),
+    height: Optional[int] = typer.Option(None, "--height", help=f"Input height, at least the architecture's smallest input side ({_min_side_text()}). Default: the model's nominal size."),
+    width: Optional[int] = typer.Option(None, "--width", help="Input width, with the same minimum as --height. Default: the model's nominal size."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Write the profile as JSON to FILE, or '-' for stdout.", metavar="FILE|-"),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing JSON file."),
+    force: bool = force_option("Overwrite an existing JSON file."),
 ) -> None:
     """Parameters, MACs, priors, per-layer activation memory and the firmware's streamed memory plan."""
     from facedet.profile import format_profile
     from facedet.profile import profile as run_profile
 
+    _check_arch(arch)
     if json_out not in (None, "-"):
         check_output_file(json_out, force)
     program = None
@@ -153,7 +194,11 @@ def profile(
             from facedet.quant.qfile import load_program
 
             program, _ = load_program(weights, meta)
-    result = run_profile(_check_arch(arch) or DEFAULT_ARCH, height, width, program=program)
+    arch = _check_arch(arch) or DEFAULT_ARCH
+    for name, side in (("--height", height), ("--width", width)):
+        if side is not None and side < _min_side(arch):
+            raise UsageError(f"{name} must be at least {_min_side(arch)} for '{arch}' (its smallest input side), got {side}")
+    result = run_profile(arch, height, width, program=program)
     if json_out == "-":
         typer.echo(json.dumps(result, indent=2))
         return
@@ -171,7 +216,7 @@ def quantize(
     max_images: Optional[int] = typer.Option(None, "--max-images", min=1, help="Use at most N calibration images, evenly spread over the sorted list."),
     method: str = typer.Option("percentile", "--calib-method", help="Range of each inner tensor: percentile (0.01%..99.99%; the head outputs keep their full range) or minmax (every calibration value fits)."),
     requant: str = typer.Option("multiplier", "--requant", help="Requantization: multiplier (per-channel int32 multiplier and shift) or pow2 (shifts only, power-of-two scales)."),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
+    force: bool = force_option("Overwrite an existing output file."),
 ) -> None:
     """Turn float weights into an integer program (int8 activations, int16 RNNPool), calibrated on images.
 
@@ -183,9 +228,9 @@ def quantize(
     from facedet.quant.quantize import REQUANT_MODES
 
     if method not in CALIB_METHODS:
-        raise FacedetError(f"--calib-method must be one of {', '.join(CALIB_METHODS)}, got {method!r}")
+        raise UsageError(f"--calib-method must be one of {', '.join(CALIB_METHODS)}, got {method!r}")
     if requant not in REQUANT_MODES:
-        raise FacedetError(f"--requant must be one of {', '.join(REQUANT_MODES)}, got {requant!r}")
+        raise UsageError(f"--requant must be one of {', '.join(REQUANT_MODES)}, got {requant!r}")
     report = quantize_weights(
         weights, calib, out, max_images=max_images, force=force, method=method, requant=requant,
         on_skip=lambda f, msg: warn(f"skipped {msg if str(f) in msg else f'{f}: {msg}'}"),
@@ -209,17 +254,17 @@ def export_firmware(
     out: Path = typer.Option(..., "--out", "-o", help="Bundle folder to write.", show_default=False),
     weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Quantized model (facedet quantize). Default: the shipped integer model."),
     ram_kib: int = typer.Option(128, "--ram-kib", min=1, help="RAM budget in KiB: the linker script's RAM region and the MPU limit; export fails if the plan does not fit."),
-    threshold: float = typer.Option(DEFAULT_THRESHOLD, "--threshold", "-t", help="Default score threshold compiled into the firmware, in [0, 1]."),
-    nms_threshold: float = typer.Option(DEFAULT_NMS_THRESHOLD, "--nms-threshold", help="Default NMS IoU threshold compiled into the firmware, in [0, 1]."),
+    threshold: float = threshold_option("Score threshold compiled into the firmware (a run may override it): a face is reported when its score is above X; X in [0, 1)."),
+    nms_threshold: float = nms_threshold_option("NMS IoU threshold compiled into the firmware (a run may override it), in [0, 1]."),
     max_faces: int = typer.Option(64, "--max-faces", min=1, max=4096, help="Faces the result struct holds."),
     build: bool = typer.Option(True, "--build/--no-build", help="Also build the Cortex-M4 firmware and run it once under QEMU to measure its stack and sections (needs the toolchain)."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing bundle in --out."),
+    force: bool = force_option("Replace an existing bundle in --out."),
 ) -> None:
     """Write a C99 bundle that runs the integer program on a Cortex-M4 (weights, kernels, schedule, one arena, Makefile, linker script, memory report)."""
     from facedet.firmware.export import export_firmware as run_export
     from facedet.firmware.run import measure_bundle
 
-    check_unit_interval("--threshold", threshold)
+    check_score_threshold("--threshold", threshold)
     check_unit_interval("--nms-threshold", nms_threshold)
     report = run_export(weights, out, ram_kib=ram_kib, force=force, max_faces=max_faces, score_threshold=threshold, nms_threshold=nms_threshold)
     plan = report.plan
@@ -253,20 +298,25 @@ def firmware_run(
     target: str = typer.Option("m4", "--target", help="m4: the Cortex-M4 build under QEMU (mps2-an386, RAM limited by the MPU); host: the plain-C build on this machine."),
     check: bool = typer.Option(False, "--check", help="Also run the Python integer interpreter on the same frame and report bit_exact per image; any mismatch fails the command."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Write results as JSON to FILE, or '-' for stdout.", metavar="FILE|-"),
-    threshold: Optional[float] = typer.Option(None, "--threshold", "-t", help="Score threshold (default: the one compiled into the bundle)."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", "-t", help="Report a face when its score is above X (strictly); X in [0, 1). Default: the one compiled into the bundle.", metavar="X"),
     nms_threshold: Optional[float] = typer.Option(None, "--nms-threshold", help="NMS IoU threshold (default: the bundle's)."),
     timeout: float = typer.Option(120.0, "--timeout", min=1.0, help="Seconds one image may take before the run is stopped."),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing JSON file."),
+    force: bool = force_option("Overwrite an existing JSON file."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the per-image summary."),
 ) -> None:
-    """Run images through the firmware: the faces it decoded (detect's JSON), executed instructions, wall time, and with --check bit-exactness."""
+    """Run images through the firmware: the faces it decoded (detect's JSON), executed instructions, wall time, and with --check bit-exactness.
+
+    Exit status: 0 all images ran, 1 nothing ran or an image differs from the interpreter (--check),
+    2 usage error, 3 some inputs failed (each is reported and skipped).
+    """
     from facedet.cli_common import progress
     from facedet.firmware.run import run_firmware
     from facedet.outputs import records_to_json
 
-    for name, v in (("--threshold", threshold), ("--nms-threshold", nms_threshold)):
-        if v is not None:
-            check_unit_interval(name, v)
+    if threshold is not None:
+        check_score_threshold("--threshold", threshold)
+    if nms_threshold is not None:
+        check_unit_interval("--nms-threshold", nms_threshold)
     if json_out not in (None, "-"):
         check_output_file(json_out, force)
     report = run_firmware(
@@ -330,4 +380,4 @@ def main() -> None:
         raise SystemExit(130)
 
 
-__all__ = ["app", "main", "EXIT_ERROR", "EXIT_PARTIAL"]
+__all__ = ["app", "main", "EXIT_ERROR", "EXIT_USAGE", "EXIT_PARTIAL"]

@@ -14,7 +14,7 @@ from facedet.cli_common import atomic_write_text, check_output_dir, check_output
 from facedet.draw import draw_detections
 from facedet.errors import FacedetError
 from facedet.fileutil import atomic_path
-from facedet.imageio import collect_inputs, is_video, iter_video, read_image, video_info
+from facedet.imageio import DEFAULT_MAX_PIXELS, collect_inputs, is_video, iter_video, read_image, video_info
 from facedet.inference import DEFAULT_MAX_FACES, DEFAULT_NMS_THRESHOLD, DEFAULT_THRESHOLD, Detector, Detections
 from facedet.outputs import format_wider_txt, records_to_csv, records_to_json
 
@@ -26,13 +26,14 @@ class DetectOptions:
     threshold: float = DEFAULT_THRESHOLD
     nms_threshold: float = DEFAULT_NMS_THRESHOLD
     max_faces: int = DEFAULT_MAX_FACES
-    json_path: str | None = None  # a file, or "-" for stdout
-    csv_path: Path | None = None
+    json_path: str | Path | None = None  # a file, or "-" for stdout
+    csv_path: str | Path | None = None  # a file, or "-" for stdout
     wider_dir: Path | None = None
     save_dir: Path | None = None
     recursive: bool = False
     force: bool = False
     pyramid: bool = True
+    max_pixels: int | None = DEFAULT_MAX_PIXELS  # larger images are reported and skipped
 
 
 @dataclass
@@ -41,6 +42,7 @@ class DetectReport:
 
     records: list[dict] = field(default_factory=list)
     failures: list[tuple[Path, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     processed: int = 0
 
 
@@ -52,12 +54,21 @@ def _record(name: str, det: Detections, frame: int | None = None) -> dict:
     return rec
 
 
+SAVE_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}  # other inputs are saved as .png
+
+
 def _output_names(inputs: list[Path], args: list[Path]) -> dict[Path, Path]:
     """Relative output name for each input: its path under the folder argument
-    it came from, or its file name; clashes get a ``_1``, ``_2`` suffix."""
+    it came from, or its file name.
+
+    Outputs replace the suffix (``x.png`` and ``x.ppm`` both give ``x.txt``;
+    ``clip.mp4`` and ``clip.avi`` both give ``clip_faces.mp4``), so names must
+    differ without it: a clash (ignoring case, for case-insensitive file
+    systems) gets a ``_1``, ``_2`` suffix, in input order.
+    """
     folders = [a for a in args if a.is_dir()]
     names: dict[Path, Path] = {}
-    used: set[Path] = set()
+    used: set[str] = set()
     for f in inputs:
         rel = Path(f.name)
         for d in folders:
@@ -67,23 +78,51 @@ def _output_names(inputs: list[Path], args: list[Path]) -> dict[Path, Path]:
             except ValueError:
                 continue
         candidate, i = rel, 0
-        while candidate in used:
+        while _stem_key(candidate) in used:
             i += 1
             candidate = rel.with_name(f"{rel.stem}_{i}{rel.suffix}")
-        used.add(candidate)
+        used.add(_stem_key(candidate))
         names[f] = candidate
     return names
 
 
+def _stem_key(rel: Path) -> str:
+    return rel.with_suffix("").as_posix().casefold()
+
+
+def save_path(save_dir: Path, rel: Path, video: bool) -> Path:
+    """Where ``--save`` writes the annotated copy of the input named ``rel``."""
+    if video:
+        return save_dir / rel.with_name(rel.stem + "_faces.mp4")
+    suffix = rel.suffix.lower()
+    return save_dir / rel.with_suffix(suffix if suffix in SAVE_IMAGE_SUFFIXES else ".png")
+
+
 def _planned_outputs(inputs: list[Path], names: dict[Path, Path], opts: DetectOptions) -> list[Path]:
-    out: list[Path] = []
+    """Every file the run will write (a video's per-frame WIDER files excepted: their folder)."""
+    out: list[Path] = [Path(p) for p in (opts.json_path, opts.csv_path) if p is not None and str(p) != "-"]
     for f in inputs:
         rel = names[f]
         if opts.save_dir is not None:
-            out.append(opts.save_dir / (rel.with_name(rel.stem + "_faces.mp4") if is_video(f) else rel))
-        if opts.wider_dir is not None and not is_video(f):
-            out.append(opts.wider_dir / rel.with_suffix(".txt"))
+            out.append(save_path(opts.save_dir, rel, is_video(f)))
+        if opts.wider_dir is not None:
+            out.append(opts.wider_dir / (rel.parent / rel.stem if is_video(f) else rel.with_suffix(".txt")))
     return out
+
+
+def _check_outputs(inputs: list[Path], planned: list[Path], opts: DetectOptions) -> None:
+    """Refuse a run whose outputs collide with each other or with one of its inputs."""
+    if opts.json_path is not None and opts.csv_path is not None and str(opts.json_path) == str(opts.csv_path) == "-":
+        raise FacedetError("--json - and --csv - cannot both write to stdout; send one of them to a file")
+    sources = {f.resolve(): f for f in inputs}
+    seen: dict[Path, Path] = {}
+    for p in planned:
+        key = p.resolve()
+        if key in sources:
+            raise FacedetError(f"{p} is one of the inputs ({sources[key]}); choose another output path")
+        if key in seen:
+            raise FacedetError(f"two outputs of this run would be written to {p}; choose different output paths")
+        seen[key] = p
 
 
 def run_detect(
@@ -91,36 +130,47 @@ def run_detect(
     detector: Detector,
     opts: DetectOptions,
     on_error: Callable[[Path, str], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> DetectReport:
     """Detect faces in every input and write the requested outputs.
 
     All output paths are checked before any work starts: an existing file is
-    an error unless ``opts.force``.  A bad input file is reported through
-    ``on_error`` and skipped; the others are processed.
+    an error unless ``opts.force``; outputs that would collide with each other
+    or overwrite one of the inputs are an error even with it.  A bad input
+    file is reported through ``on_error`` and skipped; the others are
+    processed.  Warnings (a video with fewer frames than its header
+    announces) go to ``on_warning`` and into the report.
     """
     inputs = collect_inputs(paths, opts.recursive)
     names = _output_names(inputs, [Path(p) for p in paths])
-    if opts.json_path not in (None, "-"):
-        check_output_file(opts.json_path, opts.force)
-    if opts.csv_path is not None:
-        check_output_file(opts.csv_path, opts.force)
+    planned = _planned_outputs(inputs, names, opts)
+    _check_outputs(inputs, planned, opts)
+    for p in (opts.json_path, opts.csv_path):
+        if p is not None and str(p) != "-":
+            check_output_file(p, opts.force)
     for d in (opts.save_dir, opts.wider_dir):
         if d is not None:
             check_output_dir(d)
     if not opts.force:
-        clash = [p for p in _planned_outputs(inputs, names, opts) if p.exists()]
+        clash = [p for p in planned if p.exists()]
         if clash:
             more = f" and {len(clash) - 1} more" if len(clash) > 1 else ""
             raise FacedetError(f"{clash[0]}{more} already exist(s) (use --force to overwrite)")
 
     report = DetectReport()
+
+    def warn(message: str) -> None:
+        report.warnings.append(message)
+        if on_warning is not None:
+            on_warning(message)
+
     kw = dict(threshold=opts.threshold, nms_threshold=opts.nms_threshold, max_faces=opts.max_faces, pyramid=opts.pyramid)
     for f in progress(inputs, desc="detect", unit="file"):
         try:
             if is_video(f):
-                report.records += _detect_video(f, names[f], detector, opts, kw)
+                report.records += _detect_video(f, names[f], detector, opts, kw, warn)
             else:
-                image = read_image(f)
+                image = read_image(f, opts.max_pixels)
                 det = detector.detect(image, **kw)
                 report.records.append(_record(str(f), det))
                 _write_image_outputs(f, names[f], image, det, opts)
@@ -131,23 +181,20 @@ def run_detect(
             if on_error is not None:
                 on_error(f, msg)
 
-    if opts.json_path == "-":
-        pass  # the caller prints report.records
-    elif opts.json_path is not None:
+    # "-" (stdout) is the caller's to print, from report.records
+    if opts.json_path is not None and str(opts.json_path) != "-":
         atomic_write_text(opts.json_path, records_to_json(report.records))
-    if opts.csv_path is not None:
+    if opts.csv_path is not None and str(opts.csv_path) != "-":
         atomic_write_text(opts.csv_path, records_to_csv(report.records))
     return report
 
 
 def _write_image_outputs(f: Path, rel: Path, image: np.ndarray, det: Detections, opts: DetectOptions) -> None:
     if opts.save_dir is not None:
-        target = opts.save_dir / rel
+        target = save_path(opts.save_dir, rel, video=False)
         target.parent.mkdir(parents=True, exist_ok=True)
         annotated = draw_detections(image, det.boxes, det.scores)
-        ext = target.suffix.lower() if target.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"} else ".png"
-        target = target.with_suffix(ext)
-        ok, buf = cv2.imencode(ext, annotated)
+        ok, buf = cv2.imencode(target.suffix, annotated)
         if not ok:
             raise FacedetError(f"{target}: cannot encode annotated image")
         with atomic_path(target) as tmp:
@@ -158,11 +205,11 @@ def _write_image_outputs(f: Path, rel: Path, image: np.ndarray, det: Detections,
         atomic_write_text(target, format_wider_txt(f.stem, det.boxes, det.scores))
 
 
-def _detect_video(f: Path, rel: Path, detector: Detector, opts: DetectOptions, kw: dict) -> list[dict]:
+def _detect_video(f: Path, rel: Path, detector: Detector, opts: DetectOptions, kw: dict, warn: Callable[[str], None]) -> list[dict]:
     fps, count, width, height = video_info(f)
     target = None
     if opts.save_dir is not None:
-        target = opts.save_dir / rel.with_name(rel.stem + "_faces.mp4")
+        target = save_path(opts.save_dir, rel, video=True)
         target.parent.mkdir(parents=True, exist_ok=True)
     records = []
     with atomic_path(target) if target is not None else nullcontext() as tmp:
@@ -186,6 +233,8 @@ def _detect_video(f: Path, rel: Path, detector: Detector, opts: DetectOptions, k
         finally:
             if writer is not None:
                 writer.release()
+    if 0 < len(records) < count:
+        warn(f"{f}: only {len(records)} of the {count} frames its header announces could be read (truncated or damaged video)")
     return records
 
 

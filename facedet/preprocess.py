@@ -1,4 +1,4 @@
-"""Image -> network input, and the scale that maps boxes back (reference notes §3.5-3.6).
+"""Image -> network input, and the scale that maps boxes back (README.md, "Inference").
 
 Pipeline for one image:
 

@@ -1,6 +1,7 @@
 """Static cost model of a detector: parameters, dense MACs, priors, activation memory.
 
-Counting conventions (the ones of the reference notes §2.7):
+Counting conventions (README.md, "Models", lists the resulting counts and
+``tests/test_model.py`` asserts them):
 
 * **Parameters** include batch-norm gamma/beta, L2Norm weights, zeta and nu,
   not batch-norm running statistics.

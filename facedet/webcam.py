@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 from typing import Callable, Protocol
@@ -23,10 +24,40 @@ class Capture(Protocol):
 
 
 def has_display() -> bool:
-    """Whether a window can be shown (always on Windows/macOS; X11/Wayland on Linux)."""
+    """Whether a display is configured (always on Windows/macOS; X11/Wayland on Linux)."""
     if sys.platform.startswith("linux"):
         return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
     return True
+
+
+# Opens and closes one window in a child process.  OpenCV's Qt backend calls abort()
+# when it cannot reach the display (a stale DISPLAY after ssh, a stopped X server),
+# which would kill facedet itself with SIGABRT; the child takes that hit instead.
+PROBE_CODE = "import cv2; cv2.namedWindow('facedet-probe'); cv2.waitKey(1); cv2.destroyAllWindows()"
+PROBE_TIMEOUT = 30.0
+
+
+def display_error(timeout: float = PROBE_TIMEOUT) -> str | None:
+    """Why no OpenCV window can be opened here, or None when one can.
+
+    On Linux the display named by ``DISPLAY`` / ``WAYLAND_DISPLAY`` is probed
+    by opening a window in a child process (see :data:`PROBE_CODE`); elsewhere
+    windows are always available.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    if not has_display():
+        return "no display available (DISPLAY/WAYLAND_DISPLAY is not set)"
+    name = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    try:
+        res = subprocess.run([sys.executable, "-c", PROBE_CODE], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return f"the display {name} did not answer within {timeout:g} s"
+    if res.returncode == 0:
+        return None
+    lines = [ln.strip() for ln in res.stderr.splitlines() if ln.strip()]
+    detail = next((ln for ln in lines if "display" in ln.lower() or "plugin" in ln.lower()), lines[-1] if lines else f"exit status {res.returncode}")
+    return f"cannot open a window on display {name} ({detail[:160]})"
 
 
 def open_camera(index: int) -> Capture:

@@ -24,9 +24,11 @@ extra tensors -- is reported as a one-line :class:`FacedetError`.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import os
-import sys
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +42,13 @@ from facedet.fileutil import atomic_path
 FORMAT = "facedet-weights"
 FORMAT_VERSION = "1"
 from facedet.quant.qfile import QUANT_FORMAT  # noqa: E402  (an integer program's file)
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"  # source checkout / editable install
-INSTALLED_WEIGHTS_DIR = Path(sys.prefix) / "share" / "facedet" / "weights"  # wheel install (pyproject data-files)
+# The shipped weights are package data, facedet/weights_data/<name>: found wherever the package
+# is (a source checkout, an editable install, pip install --user or --target, a virtualenv).
+WEIGHTS_PACKAGE_DIR = "weights_data"
 DEFAULT_WEIGHTS = {"m4": "rnnpool_face_m4.safetensors"}
 DEFAULT_QUANTIZED = {"m4": "rnnpool_face_m4_int8.safetensors"}
+_extracted = contextlib.ExitStack()  # weights copied out of a zipped package live until exit
+atexit.register(_extracted.close)
 
 
 def default_weights_path(arch: str = "m4", quantized: bool = False) -> Path | None:
@@ -51,10 +56,12 @@ def default_weights_path(arch: str = "m4", quantized: bool = False) -> Path | No
     name = (DEFAULT_QUANTIZED if quantized else DEFAULT_WEIGHTS).get(arch)
     if name is None:
         return None
-    for base in (WEIGHTS_DIR, INSTALLED_WEIGHTS_DIR):
-        if (base / name).is_file():
-            return base / name
-    return None
+    resource = resources.files("facedet") / WEIGHTS_PACKAGE_DIR / name
+    if not resource.is_file():
+        return None
+    if isinstance(resource, Path):
+        return resource
+    return _extracted.enter_context(resources.as_file(resource))  # e.g. a zipped install: a temporary copy
 
 
 def make_metadata(model: RNNPoolFace, training: dict[str, Any] | None = None) -> dict[str, str]:

@@ -52,6 +52,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from facedet.boxes import box_iou, nms  # noqa: E402
+from facedet.imageio import IMAGE_SUFFIXES  # noqa: E402
+
 BUILD_VERSION = 6  # bump when the recipe changes (invalidates the up-to-date check)
 QVGA_AREA = 320 * 240
 
@@ -195,7 +198,7 @@ BACKGROUND_DIRS = [
 ]
 BACKGROUND_EXCLUDE_PARTS = ("shape_sample", "trimaps", "output_mattes", "/text/scenetext_", "lfw_subset")
 BACKGROUND_EXCLUDE_NAMES = {"mask.png", "chessboard_GRAY.png", "chessboard_RGB.png", "phantom.png", "microaneurysms.png", "astronaut.png", "camera.png"}
-IMAGE_EXT = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff")
+IMAGE_EXT = tuple(sorted(IMAGE_SUFFIXES))  # what facedet reads (no package in the default build has a file with the other suffixes)
 
 # Never used in any form (kept aside as an independent benchmark).
 FORBIDDEN_PARTS = ("dlib",)
@@ -313,17 +316,14 @@ def extract(pkg: Package, archive: Path, cache: Path) -> Path:
 
 
 def read_bgr(path: Path) -> np.ndarray:
-    data = np.fromfile(str(path), np.uint8)
-    im = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if im is None:
-        raise BuildError(f"{path}: cannot decode image")
-    if im.dtype == np.uint16:
-        im = (im / 257).astype(np.uint8)
-    if im.ndim == 2:
-        im = cv2.cvtColor(im, cv2.COLOR_GRAY2BGR)
-    elif im.shape[2] == 4:
-        im = cv2.cvtColor(im, cv2.COLOR_BGRA2BGR)
-    return np.ascontiguousarray(im)
+    """facedet's own reader (EXIF orientation applied, 16-bit/grey/alpha converted)."""
+    from facedet.errors import FacedetError
+    from facedet.imageio import read_image
+
+    try:
+        return read_image(path)
+    except FacedetError as exc:
+        raise BuildError(str(exc)) from None
 
 
 # ======================================================================================= labelling
@@ -360,7 +360,7 @@ def teacher_passes(bgr: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], tupl
         ub, us = teachers.detect_retinaface(bgr, score_threshold=0.3, scale=2.0)
         small = np.sqrt((ub[:, 2] - ub[:, 0]) * (ub[:, 3] - ub[:, 1])) < 48
         rb, rs = np.concatenate([rb, ub[small]]), np.concatenate([rs, us[small]])
-        keep = teachers.nms_numpy(rb, rs, 0.4)
+        keep = nms(rb, rs, 0.4)
         rb, rs = rb[keep], rs[keep]
     yn = teachers.detect_yunet(bgr, score_threshold=0.3, scale=float(np.clip(960 / side, 0.0, 2.0)))
     return (rb, rs), yn
@@ -368,11 +368,9 @@ def teacher_passes(bgr: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], tupl
 
 def label_policy(rf: tuple[np.ndarray, np.ndarray], yn: tuple[np.ndarray, np.ndarray]) -> Labels:
     """Combine the two teachers' detections into faces and ignore regions (pure function)."""
-    from teachers import iou_matrix
-
     rb, rs = rf
     yb, ys = yn
-    iou = iou_matrix(rb, yb)
+    iou = box_iou(rb, yb)
     boxes, ignore, scores, origin = [], [], [], []
     used_yn = np.zeros(len(yb), bool)
     for i in range(len(rb)):
@@ -393,7 +391,7 @@ def label_policy(rf: tuple[np.ndarray, np.ndarray], yn: tuple[np.ndarray, np.nda
     for j in range(len(yb)):
         if used_yn[j] or ys[j] < YN_ALONE:
             continue
-        if len(boxes) and iou_matrix(yb[j : j + 1], np.array(boxes))[0].max() >= MATCH_IOU:
+        if len(boxes) and box_iou(yb[j : j + 1], np.array(boxes))[0].max() >= MATCH_IOU:
             continue
         boxes.append(yb[j])
         ignore.append(True)
@@ -1097,7 +1095,7 @@ def build(args) -> None:
     cv2.imwrite(str(out / "sheets" / "composites.png"), contact_sheet(comp_tiles, 400, 4))
     val_tiles = []
     for r in val_records:
-        im = cv2.imread(str(out / r["file"]))
+        im = read_bgr(out / r["file"])
         val_tiles.append(draw_labels(im, r["boxes"], r["ignore"], None, Path(r["file"]).stem))
     cv2.imwrite(str(out / "sheets" / "val.png"), contact_sheet(val_tiles, 400, 4))
 

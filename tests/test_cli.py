@@ -90,7 +90,7 @@ def test_detect_video(tmp_path, video_file, weights_file):
 def test_batch_with_one_bad_file(tmp_path, image_dir, weights_file):
     (image_dir / "broken.jpg").write_text("not an image")
     r = run("detect", image_dir, "-w", weights_file, "--json", "-")
-    assert r.exit_code == 2
+    assert r.exit_code == 3  # some inputs failed (2 is a usage error)
     errs = one_line_error(r)
     assert any("broken.jpg" in e and "not an image" in e for e in errs)
     assert any("1 of 3 inputs failed" in e for e in errs)
@@ -125,19 +125,20 @@ def test_bad_inputs(tmp_path, weights_file, case):
 
 
 @pytest.mark.parametrize(
-    "extra,message",
-    [
-        (["--threshold", "1.5"], "--threshold must be in \\[0, 1\\]"),
-        (["--nms-threshold", "-0.1"], "--nms-threshold must be in \\[0, 1\\]"),
-        (["--arch", "m5"], "unknown architecture 'm5'"),
-        (["--arch", "quant"], "holds 'm4' weights, but --arch is 'quant'"),
+    "extra,message,code",
+    [  # 2: a usage error (the command line alone is wrong); 1: the weights file disagrees
+        (["--threshold", "1.5"], "--threshold must be in \\[0, 1\\)", 2),
+        (["--threshold", "1"], "--threshold must be in \\[0, 1\\)", 2),
+        (["--nms-threshold", "-0.1"], "--nms-threshold must be in \\[0, 1\\]", 2),
+        (["--arch", "m5"], "unknown architecture 'm5'", 2),
+        (["--arch", "quant"], "holds 'm4' weights, but --arch is 'quant'", 1),
     ],
 )
-def test_bad_options(image_dir, weights_file, extra, message):
+def test_bad_options(image_dir, weights_file, extra, message, code):
     import re
 
     r = run("detect", image_dir, "-w", weights_file, *extra)
-    assert r.exit_code == 1
+    assert r.exit_code == code
     assert re.search(message, one_line_error(r)[0])
 
 
@@ -169,9 +170,9 @@ def test_profile_json(tmp_path):
     r = run("profile", "--arch", "m4", "--json", tmp_path / "p.json")
     assert r.exit_code == 1 and "already exists" in one_line_error(r)[0]
     r = run("profile", "--arch", "m4", "--height", "10", "--width", "10")
-    assert r.exit_code == 1 and "too small" in one_line_error(r)[0]
+    assert r.exit_code == 2 and "--height must be at least 15" in one_line_error(r)[0]
     r = run("profile", "--arch", "nope")
-    assert r.exit_code == 1 and "unknown architecture" in one_line_error(r)[0]
+    assert r.exit_code == 2 and "unknown architecture" in one_line_error(r)[0]
 
 
 def test_webcam_errors(monkeypatch, weights_file):

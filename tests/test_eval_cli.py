@@ -117,16 +117,17 @@ def test_wider_bad_input_one_line_errors(tmp_path, setup, message):
 
 
 def test_wider_option_conflicts(tmp_path):
+    # a wrong command line is a usage error: exit status 2, as for the parser's own errors
     r = invoke("wider", "--pred-dir", tmp_path)
-    assert r.exit_code == 1 and "--gt-dir" in r.stderr
+    assert r.exit_code == 2 and "--gt-dir" in r.stderr
     r = invoke("wider", "--wider-root", tmp_path)
-    assert r.exit_code == 1 and "--out" in r.stderr
+    assert r.exit_code == 2 and "--out" in r.stderr
     r = invoke("wider", "--wider-root", tmp_path, "--pred-dir", tmp_path, "--out", tmp_path)
-    assert r.exit_code == 1 and "not both" in r.stderr
+    assert r.exit_code == 2 and "not both" in r.stderr
     r = invoke("wider")
-    assert r.exit_code == 1 and "nothing to evaluate" in r.stderr
+    assert r.exit_code == 2 and "nothing to evaluate" in r.stderr
     r = invoke("wider", "--pred-dir", tmp_path, "--gt-dir", tmp_path, "--eval-threshold", "2")
-    assert r.exit_code == 1 and "--eval-threshold" in r.stderr
+    assert r.exit_code == 2 and "--eval-threshold" in r.stderr
 
 
 class FixedDetector:
@@ -134,7 +135,7 @@ class FixedDetector:
 
     calls = 0
 
-    def detect(self, image, *, threshold=0.5, nms_threshold=0.3, max_faces=750, scale=None):
+    def detect(self, image, *, threshold=0.5, nms_threshold=0.3, max_faces=750, scale=None, pyramid=False):
         FixedDetector.calls += 1
         ys, xs = np.nonzero(image[..., 0] > 128)
         if len(xs) == 0:
@@ -156,7 +157,7 @@ def _wider_root(tmp_path):
     return root, write_wider_gt(tmp_path / "gt", events)
 
 
-@pytest.mark.parametrize("mode", ["single", "multiscale"])
+@pytest.mark.parametrize("mode", ["single", "multiscale", "pyramid"])
 def test_wider_run_detector_then_score_and_resume(tmp_path, monkeypatch, mode):
     monkeypatch.setattr(eval_cli, "_load_detector", lambda w, a, int8=False: FixedDetector())
     root, gt = _wider_root(tmp_path)
@@ -178,7 +179,7 @@ def test_wider_run_detector_then_score_and_resume(tmp_path, monkeypatch, mode):
 
 def test_wider_run_with_real_untrained_detector(tmp_path, weights_file):
     root, gt = _wider_root(tmp_path)
-    r = invoke("wider", "--wider-root", root, "--out", tmp_path / "out", "--gt-dir", gt, "--weights", weights_file, "--workers", "0", "--json", "-")
+    r = invoke("wider", "--wider-root", root, "--out", tmp_path / "out", "--gt-dir", gt, "--weights", weights_file, "--workers", "0", "--mode", "single", "--json", "-")
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
     assert all(0 <= doc[s] <= 1 for s in ("easy", "medium", "hard"))

@@ -11,7 +11,8 @@ from facedet.data.generic import read_generic, write_generic
 from facedet.data.types import ImageAnnotation
 from facedet.data.voc import read_voc_dir, read_voc_xml
 from facedet.errors import FacedetError
-from facedet.evaluation.ap import COCO_IOUS, coco_ap, iou_xyxy, match_image
+from facedet.boxes import box_iou
+from facedet.evaluation.ap import COCO_IOUS, coco_ap, match_image
 from facedet.evaluation.folder import evaluate_folder, load_folder_annotations, read_folder_predictions
 
 
@@ -127,7 +128,7 @@ def test_hand_computed_coco_ap_and_operating_point():
 def test_iou_exactly_on_threshold_matches_and_ignored_boxes_absorb():
     gt = np.array([[0.0, 0, 10, 10]])
     half = np.array([[0.0, 0, 10, 5]])  # IoU exactly 0.5
-    assert iou_xyxy(half, gt)[0, 0] == 0.5
+    assert box_iou(half, gt)[0, 0] == 0.5
     _, tp, ig = match_image(half, [0.9], gt, [False], np.array([0.5, 0.55]))
     assert tp[:, 0].tolist() == [True, False] and not ig.any()
     # two detections on an ignored face: both ignored, not false positives

@@ -157,9 +157,9 @@ def test_run_writes_official_files_and_resumes(tmp_path, workers):
     # resume: existing files are skipped, a removed one is redone
     items[0].out.unlink()
     det2 = BrightBoxDetector()
-    _, stats = run_detector(det2, items, workers=workers, show_progress=False)
+    _, stats = run_detector(det2, items, mode="single", workers=workers, show_progress=False)
     assert (stats.processed, stats.skipped) == (1, 2) and len(det2.calls) == 1
-    _, stats = run_detector(BrightBoxDetector(), items, force=True, workers=workers, show_progress=False)
+    _, stats = run_detector(BrightBoxDetector(), items, mode="single", force=True, workers=workers, show_progress=False)
     assert (stats.processed, stats.skipped) == (3, 0)
 
 
@@ -204,3 +204,14 @@ def test_wider_items_layout(tmp_path):
     assert items[1].out == tmp_path / "out" / "1--Handshaking" / "a.txt" and items[1].name == "a"
     with pytest.raises(FacedetError, match="WIDER_test/images"):
         wider_items(root, "test", tmp_path / "out")
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_run_skips_unreadable_images_with_on_error(tmp_path, workers):
+    items = _items(tmp_path)
+    items[1].image.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 8)  # broken
+    seen = []
+    res, stats = run_detector(BrightBoxDetector(), items, mode="single", workers=workers, show_progress=False, on_error=lambda f, msg: seen.append((f, msg)))
+    assert set(res) == {items[0].key, items[2].key} and stats.processed == 2
+    assert [f for f, _ in stats.failed] == [items[1].image] and seen == stats.failed
+    assert items[0].out.is_file() and not items[1].out.exists() and items[2].out.is_file()

@@ -172,7 +172,7 @@ def test_firmware_run_bad_inputs(bundle, tmp_path, photos, weights_file, monkeyp
     junk = tmp_path / "junk.jpg"
     junk.write_bytes(b"not an image")
     r = run_cli("firmware", "run", bundle, junk, photos["tiny.png"], "--target", "host")
-    assert r.exit_code == 2 and "1 of 2 inputs failed" in r.stderr and "tiny.png: 0 face" in r.stdout
+    assert r.exit_code == 3 and "1 of 2 inputs failed" in r.stderr and "tiny.png: 0 face" in r.stdout
     with pytest.raises(FacedetError, match="timed out"):
         runner.run(bundle, "m4", bytes(240 * 320), timeout=0.05)
     monkeypatch.setenv("PATH", str(tmp_path / "nothing"))

@@ -1,4 +1,4 @@
-"""Matching and MultiBox loss against slow, hand-written oracles (reference notes §3.2-3.3)."""
+"""Matching and MultiBox loss against slow, hand-written oracles (docs/training.md, "Matching" and "Loss")."""
 
 import math
 

@@ -10,7 +10,7 @@ from facedet.detector.priors import make_priors
 from facedet.errors import FacedetError
 from facedet.profile import profile
 
-# (arch, params, dense MACs, priors) at the nominal input, from the reference notes §2.7.
+# (arch, params, dense MACs, priors) at the nominal input, as README.md ("Models") lists them.
 REFERENCE = [("m4", 56_330, 103.3e6, 3000), ("qvga", 338_538, 211.1e6, 3000), ("quant", 71_154, 179.7e6, 25_600), ("c", 1_526_098, 2016.0e6, 25_600)]
 
 

@@ -13,7 +13,7 @@ from facedet.detector import build_model
 from facedet.data.generic import read_generic
 from facedet.errors import FacedetError
 from facedet.evaluation.folder import evaluate_folder
-from facedet.evaluation.ap import iou_xyxy
+from facedet.boxes import box_iou
 from facedet.inference import Detector
 from facedet.training.checkpoint import load_checkpoint, save_checkpoint
 from facedet.training.cli import train_command
@@ -69,7 +69,7 @@ def test_overfit_detects_the_faces(tmp_path):
         det = detector.detect(cv2.imread(str(data / im["file"])), scale=1.0, threshold=0.3)
         gt = np.array([f["box"] for f in im["faces"]], float)
         assert len(det) >= 2
-        assert (iou_xyxy(gt, det.boxes).max(1) > 0.5).all()
+        assert (box_iou(gt, det.boxes).max(1) > 0.5).all()
     # best.safetensors is the shipped format, with a training summary
     _, meta = load_weights(tmp_path / "run" / "best.safetensors")
     summary = training_summary(meta)
@@ -195,8 +195,8 @@ def invoke(*args):
     return CliRunner().invoke(cli(), ["train", *map(str, args)])
 
 
-def one_line_error(res, pattern):
-    assert res.exit_code == 1, res.output
+def one_line_error(res, pattern, code=1):
+    assert res.exit_code == code, res.output
     lines = [l for l in res.output.splitlines() if l.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), res.output
     assert pattern in lines[0], lines[0]
@@ -204,8 +204,8 @@ def one_line_error(res, pattern):
 
 def test_cli_errors(tmp_path):
     one_line_error(invoke("--data", "generic", "--root", tmp_path / "missing", "--out", tmp_path / "r"), "does not exist")
-    one_line_error(invoke("--data", "coco", "--root", tmp_path, "--out", tmp_path / "r"), "unknown --data")
-    one_line_error(invoke("--root", tmp_path, "--out", tmp_path / "r"), "--data and --root are required")
+    one_line_error(invoke("--data", "coco", "--root", tmp_path, "--out", tmp_path / "r"), "unknown --data", code=2)  # usage errors
+    one_line_error(invoke("--root", tmp_path, "--out", tmp_path / "r"), "--data and --root are required", code=2)
     one_line_error(invoke("--out", tmp_path / "r", "--resume"), "nothing to resume")
     one_line_error(invoke("--data", "wider", "--root", tmp_path, "--out", tmp_path / "r"), "wider_face_train_bbx_gt.txt")
     (tmp_path / "train.json").write_text('{"format": "facedet-generic", "version": 1, "images": [{"file": "a.jpg"}]}')

@@ -1,4 +1,4 @@
-"""Training augmentation (reference notes §4.3), on BGR uint8 images.
+"""Training augmentation (docs/training.md, "Augmentation"), on BGR uint8 images.
 
 Every function takes an image ``uint8[H, W, 3]`` in **BGR** order (as OpenCV
 reads it), boxes ``float32[N, 4]`` xyxy float pixels (:mod:`facedet.boxes`),
@@ -18,16 +18,16 @@ Two pipelines:
   photometric distortion, then data-anchor sampling or SSD square crops,
   resize, flip.
 
-Differences from the reference implementation (bugs fixed, reference notes §8):
+Differences from the RNNPool reference code (microsoft/EdgeML), whose bugs are fixed here:
 
 * padding uses the mean colour (104, 117, 123) **in BGR order on BGR images**;
-  the reference wrote the BGR mean into RGB images (§8 item 13);
-* box coordinates are scaled exactly, never floored (§8 item 14);
+  the reference wrote the BGR mean into RGB images;
+* box coordinates are scaled exactly, never floored;
 * faces that end up too small to learn from (side below ``min_face`` pixels in
   the output, default 4 px on the QVGA path and 6 px on the VGA path) are
   marked *ignored* rather than kept as positives (QVGA) or deleted (VGA):
   they are then neither forced onto an anchor nor mined as background
-  (§8 item 15: the QVGA path had no minimum-face filter);
+  (the reference's QVGA path had no minimum-face filter);
 * photometric distortion works in OpenCV's HSV space (hue in [0, 180)); the
   reference's PIL hue shift of +-18/256 of a turn becomes +-12.7 OpenCV units.
 """

@@ -22,12 +22,14 @@ from torch.utils.data import DataLoader, Dataset
 from facedet.data.augment import augment_qvga, augment_vga, no_augment
 from facedet.data.types import ImageAnnotation
 from facedet.errors import FacedetError
+from facedet.imageio import read_image
 from facedet.preprocess import network_scale, normalize, resize
 
 __all__ = [
     "AUGMENTATIONS",
     "load_image",
     "check_images_exist",
+    "check_images",
     "TrainDataset",
     "ValDataset",
     "collate_train",
@@ -40,13 +42,8 @@ AUGMENTATIONS = ("qvga", "vga", "none")
 
 
 def load_image(path: str | Path) -> np.ndarray:
-    """Read an image as ``uint8[H, W, 3]`` BGR with OpenCV, or raise a one-line error."""
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        if not Path(path).exists():
-            raise FacedetError(f"image not found: {path}")
-        raise FacedetError(f"cannot decode image: {path}")
-    return img
+    """Read an image as ``uint8[H, W, 3]`` BGR, upright (:func:`facedet.imageio.read_image`), or raise a one-line error."""
+    return read_image(path)
 
 
 def check_images_exist(records: Sequence[ImageAnnotation], root: str | Path, what: str = "data set") -> None:
@@ -55,6 +52,36 @@ def check_images_exist(records: Sequence[ImageAnnotation], root: str | Path, wha
     missing = [r.file for r in records if not (root / r.file).is_file()]
     if missing:
         raise FacedetError(f"{len(missing)} of {len(records)} images of the {what} are missing under {root}, e.g. {missing[0]}")
+
+
+def check_images(records: Sequence[ImageAnnotation], root: str | Path, what: str = "data set", show_progress: bool = True, threads: int | None = None) -> None:
+    """Decode every image once and fail (one line) if any is missing or unreadable.
+
+    Run before training starts, so that a truncated or corrupt file is reported
+    up front, with the number of bad files and the first one, rather than in the
+    middle of an epoch.  Images are decoded by ``threads`` threads (default: up
+    to 4), with a progress bar (plain lines when stderr is not a terminal).
+    """
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    from facedet.cli_common import progress
+
+    root = Path(root)
+
+    def problem(rec: ImageAnnotation) -> str | None:
+        try:
+            load_image(root / rec.file)
+        except FacedetError as exc:
+            return str(exc)
+        return None
+
+    n = threads or max(1, min(4, os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        found = progress(pool.map(problem, records), total=len(records), desc=f"checking the {what}", unit="image", disable=None if show_progress else True)
+        bad = [p for p in found if p is not None]
+    if bad:
+        raise FacedetError(f"{len(bad)} of {len(records)} images of the {what} cannot be read under {root}, e.g. {bad[0]}")
 
 
 def _seed_rng(seed: int, epoch: int, index: int, attempt: int = 0) -> np.random.Generator:

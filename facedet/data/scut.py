@@ -1,4 +1,4 @@
-"""SCUT-HEAD (Part B) in its official PASCAL VOC layout (reference notes §4.4).
+"""SCUT-HEAD (Part B) in its official PASCAL VOC layout (docs/training.md, "--data scut").
 
 Layout under the SCUT-HEAD Part B root::
 

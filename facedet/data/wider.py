@@ -1,4 +1,4 @@
-"""WIDER FACE ground truth in its official layout (reference notes §4.2).
+"""WIDER FACE ground truth in its official layout (docs/training.md, "--data wider").
 
 Layout under the WIDER root::
 
@@ -18,7 +18,7 @@ The ``bbx_gt`` file repeats, per image:
 facedet converts ``x y w h`` to continuous corners ``[x, y, x + w, y + h]`` (no
 "+1", see :mod:`facedet.boxes`).  Boxes with ``w <= 0`` or ``h <= 0`` are
 always dropped.  Boxes flagged ``invalid`` are dropped by default -- the
-reference training kept them (reference notes §8 item 15); ``invalid="ignore"``
+RNNPool reference training code kept them; ``invalid="ignore"``
 keeps them as ignored boxes instead (neither positive nor negative in training,
 neither required nor penalised in evaluation).
 """
@@ -31,6 +31,7 @@ import numpy as np
 
 from facedet.data.types import ImageAnnotation
 from facedet.errors import FacedetError
+from facedet.imageio import IMAGE_SUFFIXES
 
 __all__ = ["SPLITS", "parse_wider_gt", "read_wider_gt", "load_wider"]
 
@@ -66,7 +67,7 @@ def parse_wider_gt(text: str, source: str = "<bbx_gt>", invalid: str = "drop") -
             i += 1
             continue
         name_line = i + 1
-        if not name.lower().endswith((".jpg", ".jpeg", ".png", ".bmp")):
+        if Path(name).suffix.lower() not in IMAGE_SUFFIXES:
             raise FacedetError(f"{source}:{name_line}: expected an image path, got {name[:60]!r}")
         i += 1
         if i >= n_lines:

@@ -1,4 +1,4 @@
-"""SSD box codec with variances (reference notes §3.2 step 6 and §3.4).
+"""SSD box codec with variances (SSD, Liu et al. 2016; as in the RNNPool reference code, Saha et al. NeurIPS 2020).
 
 ``encode`` and ``decode`` are exact inverses (up to float rounding)::
 

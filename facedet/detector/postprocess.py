@@ -1,4 +1,4 @@
-"""Raw network outputs -> scored face boxes (reference notes §3.4)."""
+"""Raw network outputs -> scored face boxes (SSD/S3FD inference: softmax, decode, threshold, NMS)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Square priors, one per head-map cell (reference notes §3.1).
+"""Square priors, one per head-map cell (S3FD-style, as in the RNNPool face models of Saha et al., NeurIPS 2020).
 
 In the input pixel frame of the network: for head ``k`` with map ``fh x fw``,
 stride ``s_k`` and anchor ``a_k``, the prior at cell ``(i, j)`` (row-major) is

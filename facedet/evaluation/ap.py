@@ -25,10 +25,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from facedet.boxes import box_iou
+
 __all__ = [
     "COCO_IOUS",
     "RECALL_LEVELS",
-    "iou_xyxy",
     "match_image",
     "coco_ap",
     "pr_points",
@@ -38,27 +39,6 @@ __all__ = [
 
 COCO_IOUS = np.round(np.linspace(0.5, 0.95, 10), 2)
 RECALL_LEVELS = np.linspace(0.0, 1.0, 101)
-
-
-def iou_xyxy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of continuous ``xyxy`` boxes.
-
-    Args:
-        a: ``[N, 4]``.
-        b: ``[M, 4]``.
-    Returns:
-        ``float64[N, M]``; 0 where the union is empty.
-    """
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    iw = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    ih = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
-    inter = iw * ih
-    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
-    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-    union = area_a[:, None] + area_b[None, :] - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
 def match_image(
@@ -92,7 +72,7 @@ def match_image(
     m = len(gt_ignore)
     if n == 0 or m == 0:
         return scores, tp, ignored
-    iou = iou_xyxy(np.asarray(det_boxes)[order], gt_boxes)  # [N, M]
+    iou = box_iou(np.asarray(det_boxes)[order], gt_boxes)  # [N, M] float64
     taken = np.zeros((t, m), dtype=bool)
     rows = np.arange(t)
     for d in range(n):

@@ -33,17 +33,15 @@ from facedet.data.types import ImageAnnotation
 from facedet.errors import FacedetError
 from facedet.evaluation.ap import COCO_IOUS, accumulate, coco_ap, match_image, pr_points
 from facedet.evaluation.wider import parse_wider_pred_text
+from facedet.imageio import IMAGE_SUFFIXES
 
 __all__ = ["FolderResult", "load_folder_annotations", "read_folder_predictions", "prediction_path", "evaluate_folder"]
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-
 
 def _images_under(images_dir: Path) -> list[str]:
     out = []
     for root, _dirs, files in os.walk(images_dir):
         for f in files:
-            if f.lower().endswith(IMAGE_SUFFIXES):
+            if Path(f).suffix.lower() in IMAGE_SUFFIXES:
                 out.append((Path(root) / f).relative_to(images_dir).as_posix())
     return sorted(out)
 
@@ -171,7 +169,8 @@ class FolderResult:
         ap50_95: mean AP over IoU 0.50:0.05:0.95.
         ap_per_iou: IoU -> AP.
         threshold: operating score threshold of ``precision``/``recall``.
-        precision, recall, f1: at IoU 0.5 among detections with score >= threshold.
+        precision, recall, f1: at IoU 0.5 among detections with score > threshold
+            (strictly, as ``facedet detect -t`` reports faces).
         tp, fp: counts at that operating point (IoU 0.5).
         images, negatives, faces, ignored_faces, detections: set sizes.
         curve_recall, curve_precision, curve_score: ``float64[K]`` PR curve at
@@ -271,7 +270,7 @@ def evaluate_folder(
     ap50 = aps[0.5]
     ap50_95 = float(np.mean(list(aps.values()))) if num_gt else float("nan")
     keep = ~stats.ignored[0]
-    sel = keep & (stats.scores >= threshold)
+    sel = keep & (stats.scores > threshold)
     tp = int(stats.tp[0][sel].sum())
     fp = int(sel.sum()) - tp
     precision = tp / (tp + fp) if tp + fp else float("nan")

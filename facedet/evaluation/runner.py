@@ -2,13 +2,17 @@
 
 Two test-time protocols:
 
+* ``pyramid`` (the default): what ``facedet detect`` runs by default, see
+  :func:`pyramid_detect`;
 * ``single``: one pass with the detector's area-preserving default resize
-  (reference §3.6: ``s = sqrt(Ht*Wt / (H*W))``, the model's pixel budget).
-* ``multiscale``: the S3FD protocol of the reference ``wider_test.py``
-  (reference §5.1), see :func:`multiscale_detect`, followed by box voting
-  (:func:`bbox_vote`).  Unlike the reference, voting *keeps* groups made of a
-  single box (the reference silently drops them, and crashes when nothing at
-  all merges); a face seen at one scale only is still a detection.
+  (``s = sqrt(Ht*Wt / (H*W))``, the model's pixel budget; Saha et al.,
+  NeurIPS 2020, test protocol);
+* ``multiscale``: the S3FD test protocol (Zhang et al., ICCV 2017, as in the
+  RNNPool reference code's ``wider_test.py``), see :func:`multiscale_detect`,
+  followed by box voting (:func:`bbox_vote`).  Unlike the reference code,
+  voting *keeps* groups made of a single box (the reference drops them, and
+  crashes when nothing at all merges); a face seen at one scale only is still
+  a detection.  docs/evaluation.md describes every pass.
 
 Prediction files use the official WIDER format (:func:`facedet.outputs.format_wider_txt`).
 Runs are resumable: an item whose prediction file exists is skipped unless
@@ -21,13 +25,16 @@ from __future__ import annotations
 import math
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
+from facedet.boxes import box_iou
 from facedet.errors import FacedetError
+from facedet.imageio import IMAGE_SUFFIXES
+from facedet.inference import DEFAULT_MAX_FACES, DEFAULT_NMS_THRESHOLD
 
 __all__ = [
     "MODES",
@@ -44,9 +51,11 @@ __all__ = [
 ]
 
 MODES = ("single", "multiscale", "pyramid")
+DEFAULT_MODE = "pyramid"  # evaluate what `facedet detect` runs
+EVAL_THRESHOLD = 0.01  # evaluation keeps the low-score tail that AP needs
 S3FD_MAX_AREA = 1700 * 1200
 VOTE_IOU = 0.3
-MAX_FACES = 750
+MAX_FACES = DEFAULT_MAX_FACES
 
 
 class _DetectorLike(Protocol):  # what the runner needs from facedet.inference.Detector
@@ -129,13 +138,7 @@ def bbox_vote(dets: np.ndarray, iou_threshold: float = VOTE_IOU, max_out: int = 
     dets = dets[np.argsort(-dets[:, 4], kind="stable")]
     out = []
     while len(dets) and len(out) < max_out:
-        top = dets[0]
-        area = (dets[:, 2] - dets[:, 0] + 1) * (dets[:, 3] - dets[:, 1] + 1)
-        w = np.maximum(0.0, np.minimum(top[2], dets[:, 2]) - np.maximum(top[0], dets[:, 0]) + 1)
-        h = np.maximum(0.0, np.minimum(top[3], dets[:, 3]) - np.maximum(top[1], dets[:, 1]) + 1)
-        inter = w * h
-        with np.errstate(divide="ignore", invalid="ignore"):
-            iou = inter / (area[0] + area - inter)
+        iou = box_iou(dets[:1, :4], dets[:, :4], plus_one=True)[0]
         group = iou >= iou_threshold
         group[0] = True
         g = dets[group]
@@ -146,8 +149,8 @@ def bbox_vote(dets: np.ndarray, iou_threshold: float = VOTE_IOU, max_out: int = 
     return np.asarray(out, dtype=np.float64).reshape(-1, 5)
 
 
-def multiscale_detect(detector: _DetectorLike, image: np.ndarray, *, threshold: float = 0.01, nms_threshold: float = 0.3, max_faces: int = MAX_FACES) -> tuple[np.ndarray, np.ndarray]:
-    """The S3FD multi-scale + flip + box-voting test of reference §5.1.
+def multiscale_detect(detector: _DetectorLike, image: np.ndarray, *, threshold: float = EVAL_THRESHOLD, nms_threshold: float = DEFAULT_NMS_THRESHOLD, max_faces: int = MAX_FACES) -> tuple[np.ndarray, np.ndarray]:
+    """The S3FD multi-scale + flip + box-voting test (docs/evaluation.md, ``--mode multiscale``).
 
     Passes (``m = sqrt(1700*1200/(H*W))``): the image and its mirror at
     ``s0 = min(m, 1)``; a shrink pass (keeps larger side + 1 > 30); one or more
@@ -180,12 +183,12 @@ def multiscale_detect(detector: _DetectorLike, image: np.ndarray, *, threshold: 
     return voted[:, :4].astype(np.float32), voted[:, 4].astype(np.float32)
 
 
-def single_detect(detector: _DetectorLike, image: np.ndarray, *, threshold: float = 0.01, nms_threshold: float = 0.3, max_faces: int = MAX_FACES) -> tuple[np.ndarray, np.ndarray]:
-    """One pass at the detector's default area-preserving scale (reference §3.6)."""
+def single_detect(detector: _DetectorLike, image: np.ndarray, *, threshold: float = EVAL_THRESHOLD, nms_threshold: float = DEFAULT_NMS_THRESHOLD, max_faces: int = MAX_FACES) -> tuple[np.ndarray, np.ndarray]:
+    """One pass at the detector's default area-preserving scale (the RNNPool paper's test)."""
     return _as_arrays(detector.detect(image, threshold=threshold, nms_threshold=nms_threshold, max_faces=max_faces, scale=None))
 
 
-def pyramid_detect(detector: _DetectorLike, image: np.ndarray, *, threshold: float = 0.01, nms_threshold: float = 0.3, max_faces: int = MAX_FACES) -> tuple[np.ndarray, np.ndarray]:
+def pyramid_detect(detector: _DetectorLike, image: np.ndarray, *, threshold: float = EVAL_THRESHOLD, nms_threshold: float = DEFAULT_NMS_THRESHOLD, max_faces: int = MAX_FACES) -> tuple[np.ndarray, np.ndarray]:
     """What ``facedet detect`` runs: :meth:`facedet.inference.Detector.detect` with its image pyramid."""
     return _as_arrays(detector.detect(image, threshold=threshold, nms_threshold=nms_threshold, max_faces=max_faces, pyramid=True))
 
@@ -223,14 +226,27 @@ class RunStats:
     processed: int = 0
     skipped: int = 0
     seconds: float = 0.0
+    failed: list[tuple[Path, str]] = field(default_factory=list)  # images that could not be read, and why
 
     @property
     def images_per_second(self) -> float:
         return self.processed / self.seconds if self.seconds > 0 else 0.0
 
 
-def _prefetch(items: Sequence[RunItem], load: Callable[[Path], np.ndarray], workers: int) -> Iterator[tuple[RunItem, np.ndarray]]:
-    """Yield ``(item, image)`` in order, decoding up to ``2*workers`` images ahead."""
+def _guarded(load: Callable[[Path], np.ndarray]) -> Callable[[Path], tuple[np.ndarray | None, str | None]]:
+    """``load`` returning ``(image, None)``, or ``(None, message)`` for a FacedetError."""
+
+    def run(path: Path) -> tuple[np.ndarray | None, str | None]:
+        try:
+            return load(path), None
+        except FacedetError as exc:
+            return None, str(exc)
+
+    return run
+
+
+def _prefetch(items: Sequence[RunItem], load: Callable[[Path], object], workers: int) -> Iterator[tuple[RunItem, object]]:
+    """Yield ``(item, load(item.image))`` in order, decoding up to ``2*workers`` images ahead."""
     if workers <= 0:
         for it in items:
             yield it, load(it.image)
@@ -254,28 +270,33 @@ def run_detector(
     detector: _DetectorLike,
     items: Sequence[RunItem],
     *,
-    mode: str = "single",
-    threshold: float = 0.01,
-    nms_threshold: float = 0.3,
+    mode: str = DEFAULT_MODE,
+    threshold: float = EVAL_THRESHOLD,
+    nms_threshold: float = DEFAULT_NMS_THRESHOLD,
     max_faces: int = MAX_FACES,
     force: bool = False,
     workers: int = 2,
     show_progress: bool | None = None,
     loader: Callable[[Path], np.ndarray] | None = None,
+    on_error: Callable[[Path, str], None] | None = None,
 ) -> tuple[dict, RunStats]:
     """Run ``detector`` over ``items`` and write their prediction files.
 
     Args:
         detector: see :func:`multiscale_detect`.
         items: what to run on.
-        mode: ``"single"``, ``"multiscale"`` (the S3FD protocol) or ``"pyramid"``
-            (``facedet detect``'s default pyramid).
-        threshold: lowest score kept (low for evaluation, default 0.01).
+        mode: ``"pyramid"`` (``facedet detect``'s default pyramid, the default),
+            ``"single"`` or ``"multiscale"`` (the S3FD protocol).
+        threshold: detections scoring above it are kept (low for evaluation,
+            default :data:`EVAL_THRESHOLD`).
         force: recompute items whose prediction file already exists.
         workers: image-decoding threads (0: decode in the calling thread).
         show_progress: progress bar (images/s) on stderr; None = when more
             than one image.
         loader: image reader (default :func:`facedet.imageio.read_image`).
+        on_error: called with ``(image, message)`` for an image the loader
+            cannot read (a FacedetError); the image is skipped, listed in
+            ``stats.failed``, and the run goes on.  Without it the error is raised.
     Returns:
         ``(results, stats)``: ``key -> (boxes float32[N, 4] xyxy, scores
         float32[N])`` for the images processed in this call (skipped ones are
@@ -297,7 +318,13 @@ def run_detector(
     made_dirs: set[Path] = set()
     t0 = time.perf_counter()
     disable = None if show_progress is None else not show_progress
-    for it, image in progress(_prefetch(todo, loader, workers), total=len(todo), desc=f"detect ({mode})", unit="img", disable=disable):
+    for it, (image, problem) in progress(_prefetch(todo, _guarded(loader), workers), total=len(todo), desc=f"detect ({mode})", unit="img", disable=disable):
+        if problem is not None:
+            if on_error is None:
+                raise FacedetError(problem)
+            stats.failed.append((it.image, problem))
+            on_error(it.image, problem)
+            continue
         boxes, scores = fn(detector, image, threshold=threshold, nms_threshold=nms_threshold, max_faces=max_faces)
         if it.out is not None:
             if it.out.parent not in made_dirs:
@@ -308,9 +335,6 @@ def run_detector(
         stats.processed += 1
     stats.seconds = time.perf_counter() - t0
     return results, stats
-
-
-WIDER_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 def wider_items(wider_root: str | Path, split: str, out_dir: str | Path) -> list[RunItem]:
@@ -332,7 +356,7 @@ def wider_items(wider_root: str | Path, split: str, out_dir: str | Path) -> list
     items = []
     for event in sorted(p for p in root.iterdir() if p.is_dir()):
         for img in sorted(event.iterdir()):
-            if img.suffix.lower() in WIDER_IMAGE_SUFFIXES and img.is_file():
+            if img.suffix.lower() in IMAGE_SUFFIXES and img.is_file():
                 items.append(RunItem((event.name, img.stem), img, Path(out_dir) / event.name / f"{img.stem}.txt", img.stem))
     if not items:
         raise FacedetError(f"{root}: no images found (expected <event>/*.jpg)")

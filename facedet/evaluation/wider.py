@@ -31,8 +31,8 @@ Where the official code is ill-defined we document the choice:
   by zero; we give every prediction the normalised score 1;
 * a subset with no faces at all has AP 0 (the port gives NaN).
 
-The "+1" convention lives here only; the rest of facedet uses continuous
-``xyxy`` boxes (see :mod:`facedet.boxes`).
+The "+1" convention is :func:`facedet.boxes.box_iou`'s ``plus_one``; the rest
+of facedet uses continuous ``xyxy`` boxes (see :mod:`facedet.boxes`).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facedet.boxes import box_iou, xywh_to_xyxy
 from facedet.errors import FacedetError
 
 __all__ = [
@@ -370,22 +371,9 @@ def wider_iou(pred_xywh: np.ndarray, gt_xywh: np.ndarray) -> np.ndarray:
     Returns:
         ``float64[N, M]``.
     """
-    p = np.asarray(pred_xywh, dtype=np.float64)
-    g = np.asarray(gt_xywh, dtype=np.float64)
-    px1, py1 = p[:, 0], p[:, 1]
-    px2, py2 = p[:, 2] + p[:, 0], p[:, 3] + p[:, 1]
-    gx1, gy1 = g[:, 0], g[:, 1]
-    gx2, gy2 = g[:, 2] + g[:, 0], g[:, 3] + g[:, 1]
-    iw = np.minimum(px2[:, None], gx2[None, :]) - np.maximum(px1[:, None], gx1[None, :]) + 1
-    ih = np.minimum(py2[:, None], gy2[None, :]) - np.maximum(py1[:, None], gy1[None, :]) + 1
-    pa = (px2 - px1 + 1) * (py2 - py1 + 1)
-    ga = (gx2 - gx1 + 1) * (gy2 - gy1 + 1)
-    valid = (iw > 0) & (ih > 0)
-    inter = iw * ih
-    ua = (pa[:, None] + ga[None, :]) - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        iou = np.where(valid, inter / np.where(valid, ua, 1.0), 0.0)
-    return iou
+    p = xywh_to_xyxy(np.asarray(pred_xywh, dtype=np.float64).reshape(-1, 4))
+    g = xywh_to_xyxy(np.asarray(gt_xywh, dtype=np.float64).reshape(-1, 4))
+    return box_iou(p, g, plus_one=True)
 
 
 def voc_ap(recall: np.ndarray, precision: np.ndarray) -> float:

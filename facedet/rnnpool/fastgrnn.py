@@ -1,6 +1,6 @@
 """The FastGRNN cell (full rank), as used inside RNNPool.
 
-One step with input ``x_t`` and state ``h_{t-1}`` (reference notes §1.1)::
+One step with input ``x_t`` and state ``h_{t-1}`` (Kusupati et al., NeurIPS 2018, as RNNPool uses it)::
 
     p   = x_t W + h_{t-1} U              # one pre-activation feeds both gates
     z   = sigmoid(p + b_g)               # gate

@@ -1,4 +1,4 @@
-"""The RNNPool operator and the RNNPool layer (reference notes §1.2-1.3).
+"""The RNNPool operator and the RNNPool layer (Saha et al., NeurIPS 2020, section 3.1 and Algorithm 1).
 
 RNNPool summarises one ``P x P x k`` patch into a ``4*h2`` vector with two
 FastGRNNs whose weights are shared by all passes and all patches:

@@ -1,4 +1,5 @@
-"""MultiBox loss with hard negative mining (reference notes §3.3).
+"""MultiBox loss with hard negative mining (SSD, Liu et al., ECCV 2016, as S3FD and
+RNNPool train with it; docs/training.md, "Loss").
 
 * positives: priors with label 1 (see :mod:`facedet.training.match`);
 * localisation: smooth-L1 (beta = 1) over the positives, summed;

@@ -1,4 +1,5 @@
-"""Prior matching with S3FD scale compensation (reference notes §3.2).
+"""Prior matching with S3FD scale compensation (Zhang et al., ICCV 2017, as RNNPool
+trains it; docs/training.md, "Matching").
 
 For one image with ground-truth faces ``G`` (xyxy pixels) and priors ``P``:
 
@@ -15,7 +16,7 @@ For one image with ground-truth faces ``G`` (xyxy pixels) and priors ``P``:
    (descending, ties by prior index) and the first ``min(N, #candidates)``
    become positives, matched to their best face.
 
-   **N is per image, as in the reference** (reference notes §8 item 12): the
+   **N is per image, as in the RNNPool reference code** (microsoft/EdgeML): the
    top-N candidates of the whole image are promoted, not N per face.  facedet
    keeps this on purpose -- it is the rule the published models were trained
    with, and a per-face variant would change which small faces get extra

@@ -1,4 +1,4 @@
-"""Learning-rate schedule: linear warm-up, then cosine decay to 0 (reference notes §4.1).
+"""Learning-rate schedule: linear warm-up, then cosine decay to 0 (docs/training.md, "Recipe").
 
 The rate is set before every optimiser step from the global iteration ``t``
 (0-based) and the total ``T``::

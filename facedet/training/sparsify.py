@@ -1,4 +1,6 @@
-"""Iterative hard thresholding of the RNNPool weights (reference notes §4.4).
+"""Iterative hard thresholding of the RNNPool weights (the M4 SCUT-HEAD fine-tuning
+recipe of the RNNPool paper, Saha et al., NeurIPS 2020; docs/training.md, "Fine-tuning
+on SCUT-HEAD, with sparsification").
 
 During SCUT-HEAD fine-tuning of M4 the reference zeroes, after every optimiser
 step, all but the largest-magnitude fraction ``s`` (the *density*) of each

@@ -23,20 +23,21 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Collection, Optional
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
 from facedet.cli_common import atomic_write_text
-from facedet.data.dataset import TrainDataset, check_images_exist, epoch_batches, make_train_loader
+from facedet.data.dataset import TrainDataset, check_images, check_images_exist, epoch_batches, make_train_loader
 from facedet.data.types import ImageAnnotation
 from facedet.detector import ARCHS, build_model
 from facedet.errors import FacedetError
 from facedet.training.checkpoint import load_checkpoint, save_checkpoint
+from facedet.training.config import DATA_KINDS, RESUMABLE_OVERRIDES, TrainConfig
 from facedet.training.loss import multibox_loss
 from facedet.training.match import match_batch
 from facedet.training.schedule import lr_at, warmup_iterations
@@ -45,60 +46,11 @@ from facedet.training.validate import validate_ap
 
 __all__ = ["DATA_KINDS", "TrainConfig", "TrainResult", "load_data", "train", "RUN_FILES"]
 
-DATA_KINDS = ("wider", "scut", "generic")
 RUN_FILES = ("config.json", "last.pt", "best.pt", "best.safetensors", "history.json")
-# Settings that may differ when resuming (they do not change the result).
-RESUMABLE_OVERRIDES = ("device", "workers", "threads", "val_workers")
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a training run (see ``docs/training.md``)."""
-
-    data: str
-    root: str
-    out: str
-    arch: str = "m4"
-    epochs: int = 300
-    batch_size: int = 16
-    lr: float = 1e-2
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    warmup_epochs: float = 5.0
-    workers: int = 0
-    checkpoint_every: int = 1000
-    finetune: Optional[str] = None
-    sparsify: bool = False
-    device: str = "auto"
-    seed: int = 0
-    max_iters: Optional[int] = None
-    limit: Optional[int] = None
-    val_limit: Optional[int] = 500
-    val_split: float = 0.1
-    val_pyramid: bool = True
-    input_size: Optional[int] = None
-    augment: str = "auto"
-    threads: Optional[int] = None
-    command: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        d = {"val_pyramid": False, **d}  # runs saved before the option existed validated at one scale
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-    def resolved_augment(self) -> str:
-        if self.augment != "auto":
-            return self.augment
-        return "qvga" if ARCHS[self.arch].in_channels == 1 else "vga"
-
-    def resolved_input_size(self) -> int:
-        if self.input_size:
-            return int(self.input_size)
-        return 320 if self.resolved_augment() != "vga" else 640
+# What a run has that is worth keeping: a folder holding one of these is a run that
+# only --resume or --force may touch.  config.json alone is what a run leaves when it
+# stops before its first checkpoint; it is replaced without --force.
+RUN_STATE_FILES = ("last.pt", "best.pt", "best.safetensors")
 
 
 @dataclass
@@ -225,14 +177,53 @@ def _log(d: _Dist, message: str) -> None:
         tqdm.write(message, file=sys.stderr)
 
 
-def _prepare_run_dir(cfg: TrainConfig, resume: bool, force: bool) -> Path:
+def _prepare_run_dir(cfg: TrainConfig, resume: bool, force: bool) -> tuple[Path, bool]:
+    """The run folder, and whether it holds leftovers of a run that never checkpointed."""
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise FacedetError(f"{out} exists and is not a folder")
     existing = [name for name in RUN_FILES if (out / name).exists()]
-    if existing and not resume and not force:
-        raise FacedetError(f"{out} already holds a training run ({existing[0]}); use --resume to continue it or --force to start over")
-    return out
+    # Only the config.json of a facedet run, nothing else: the run stopped before its first checkpoint.
+    leftovers = existing == ["config.json"] and _is_run_config(out / "config.json")
+    if existing and not leftovers and not resume and not force:
+        state = [name for name in RUN_STATE_FILES if name in existing] or existing
+        raise FacedetError(f"{out} already holds a training run ({state[0]}); use --resume to continue it or --force to start over")
+    return out, leftovers
+
+
+def _is_run_config(path: Path) -> bool:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and {"data", "root", "out", "arch", "epochs", "seed"} <= set(doc)
+
+
+def _same_setting(key: str, a: Any, b: Any) -> bool:
+    if key in ("root", "finetune") and a and b:
+        return Path(a).resolve() == Path(b).resolve()
+    return a == b or (not a and not b and key in ("data", "root", "finetune"))
+
+
+def _check_resume_settings(cfg: TrainConfig, saved: TrainConfig, given: Collection[str]) -> None:
+    """Refuse a --resume whose explicitly given settings differ from the run's.
+
+    A resumed run continues exactly where it stopped, with its saved settings
+    (the schedule spans the saved --epochs; the optimiser state was built with
+    the saved --lr).  Silently ignoring a changed value would train something
+    other than what the command line says, so it is an error instead.
+    """
+    changed = [
+        f"--{key.replace('_', '-')} {getattr(cfg, key)} (the run has {getattr(saved, key)})"
+        for key in sorted(given)
+        if key not in RESUMABLE_OVERRIDES and key not in ("out", "command") and hasattr(saved, key) and not _same_setting(key, getattr(cfg, key), getattr(saved, key))
+    ]
+    if changed:
+        raise FacedetError(
+            f"--resume continues {cfg.out} with its saved settings, but {', '.join(changed)} "
+            f"differ{'s' if len(changed) == 1 else ''}; drop {'it' if len(changed) == 1 else 'them'} to resume, "
+            "or start a new run (--force replaces this one)"
+        )
 
 
 def _load_finetune_weights(model, path: str, arch: str) -> str:
@@ -268,6 +259,7 @@ def train(
     force: bool = False,
     on_step: Callable[[int, float], None] | None = None,
     show_progress: bool | None = None,
+    given: Collection[str] = (),
 ) -> TrainResult:
     """Train (or continue training) a detector; see the module docstring.
 
@@ -280,17 +272,21 @@ def train(
         on_step: called after every optimiser step with ``(iteration, loss)``
             (after any checkpoint of that step is written).
         show_progress: progress bar on stderr (default: when stderr is a TTY).
+        given: names of the ``cfg`` fields the user set explicitly (the CLI
+            passes the options on its command line).  With ``resume``, one whose
+            value differs from the saved run's is an error, not silently ignored.
     """
     if cfg.arch not in ARCHS:
         raise FacedetError(f"unknown architecture {cfg.arch!r}; choose one of: {', '.join(ARCHS)}")
-    out = _prepare_run_dir(cfg, resume, force)
+    out, leftovers = _prepare_run_dir(cfg, resume, force)
     state: dict[str, Any] | None = None
     if resume:
         last = out / "last.pt"
         if not last.is_file():
-            raise FacedetError(f"nothing to resume: {last} not found")
+            raise FacedetError(f"nothing to resume: {last} not found (the run stopped before its first checkpoint; start it again without --resume)")
         state = load_checkpoint(last)
         saved = TrainConfig.from_dict(state["config"])
+        _check_resume_settings(cfg, saved, given)
         for key in RESUMABLE_OVERRIDES:
             if hasattr(cfg, key):
                 setattr(saved, key, getattr(cfg, key))
@@ -299,8 +295,10 @@ def train(
     _validate_config(cfg)
 
     d = _init_distributed(cfg.device)
+    if leftovers and not resume and not force:
+        _log(d, f"{out} holds only the settings of a run that stopped before its first checkpoint; starting over there")
     try:
-        return _train(cfg, d, out, state, force and not resume, on_step, show_progress)
+        return _train(cfg, d, out, state, (force or leftovers) and not resume, on_step, show_progress)
     finally:
         if d.initialised_here and dist.is_initialized():
             dist.destroy_process_group()
@@ -335,15 +333,22 @@ def _train(cfg: TrainConfig, d: _Dist, out: Path, state, fresh: bool, on_step, s
     # ---- data
     train_records, val_records = load_data(cfg.data, cfg.root, cfg.val_split, cfg.seed)
     n_listed = len(train_records)
-    train_records = [r for r in train_records if (~r.ignore).any()]  # as the reference: faceless images teach nothing here
+    # Images without a (non-ignored) face are left out, and the log says how many: the
+    # MultiBox loss mines 3 negatives per positive *per image* (training/loss.py), so
+    # such an image would add no loss term.  Validation keeps them (false positives count).
+    train_records = [r for r in train_records if (~r.ignore).any()]
     n_skipped = n_listed - len(train_records)
     if cfg.limit:
         train_records = train_records[: cfg.limit]
     val_records = _spread(val_records, cfg.val_limit)
     if not train_records:
         raise FacedetError(f"the training set under {cfg.root} has no image with a face")
+    # Decode every image once before the first step: a missing, truncated or
+    # corrupt file stops the run here, not in the middle of an epoch.
     check_images_exist(train_records, cfg.root, "training set")
     check_images_exist(val_records, cfg.root, "validation set")
+    check_images(train_records, cfg.root, "training set", show_progress=d.main)
+    check_images(val_records, cfg.root, "validation set", show_progress=d.main)
     batch_size = cfg.batch_size
     if len(train_records) < batch_size * d.world:
         batch_size = max(1, len(train_records) // d.world)
