@@ -42,8 +42,11 @@ from facedet.fileutil import atomic_path
 FORMAT = "facedet-weights"
 FORMAT_VERSION = "1"
 from facedet.quant.qfile import QUANT_FORMAT  # noqa: E402  (an integer program's file)
-# The shipped weights are package data, facedet/weights_data/<name>: found wherever the package
-# is (a source checkout, an editable install, pip install --user or --target, a virtualenv).
+# The shipped weights live in the repository's weights/ folder (a source checkout or an editable
+# install reads them there); building a wheel copies them into the package as
+# facedet/weights_data/<name> (setup.py), read through importlib.resources wherever the package is
+# installed (pip install --user or --target, a virtualenv).
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 WEIGHTS_PACKAGE_DIR = "weights_data"
 DEFAULT_WEIGHTS = {"m4": "rnnpool_face_m4.safetensors"}
 DEFAULT_QUANTIZED = {"m4": "rnnpool_face_m4_int8.safetensors"}
@@ -58,7 +61,7 @@ def default_weights_path(arch: str = "m4", quantized: bool = False) -> Path | No
         return None
     resource = resources.files("facedet") / WEIGHTS_PACKAGE_DIR / name
     if not resource.is_file():
-        return None
+        return WEIGHTS_DIR / name if (WEIGHTS_DIR / name).is_file() else None
     if isinstance(resource, Path):
         return resource
     return _extracted.enter_context(resources.as_file(resource))  # e.g. a zipped install: a temporary copy

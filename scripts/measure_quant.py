@@ -10,7 +10,7 @@ Two parts:
    calibration): mean and max ``|error|`` of the face logit, the background
    logit and the box offsets, over every prior of every pyramid level.
 2. **A quantized file** (``--quantized FILE``, default the shipped
-   ``facedet/weights_data/rnnpool_face_m4_int8.safetensors``): the same error figures, and
+   ``weights/rnnpool_face_m4_int8.safetensors``): the same error figures, and
    AP@0.5 and AP@[.5:.95] of float and integer detection on the validation
    photos, with the image pyramid (``facedet detect``'s default) and at a
    single scale.

@@ -36,7 +36,7 @@ FACES = {
 
 def test_default_weights_are_shipped_with_a_model_card():
     path = default_weights_path("m4")
-    assert path is not None and path.parent == ROOT / "facedet" / "weights_data"  # package data
+    assert path is not None and path.parent == ROOT / "weights"  # the repository layout; wheels carry them as package data
     meta = read_metadata(path)
     assert meta["arch"] == "m4" and meta["input_size"] == "240x320"
     summary = training_summary(meta)
@@ -94,6 +94,7 @@ def test_wheel_installed_with_target_finds_its_weights(tmp_path):
         if f.is_file():
             shutil.copy2(f, src / f.name)
     shutil.copytree(ROOT / "facedet", src / "facedet", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(ROOT / "weights", src / "weights")  # setup.py puts them into the wheel's package
     env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1"}
     pip = [sys.executable, "-m", "pip", "--quiet"]
     subprocess.run([*pip, "wheel", "--no-deps", "--no-index", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(src)], check=True, env=env, capture_output=True)
