@@ -241,10 +241,8 @@ def quantize(
     for w in report.warnings:
         warn(w)
     skipped = f", {len(report.skipped)} skipped" if report.skipped else ""
-    typer.echo(
-        f"calibrated on {report.images} images ({report.inputs} pyramid inputs{skipped}); "
-        f"mean |error| against float on them: conf logits {report.conf_error:.4f}, box offsets {report.loc_error:.4f}"
-    )
+    errors = ", ".join(f"{k} {m:.4f}" for k, (m, _) in report.errors.items())
+    typer.echo(f"calibrated on {report.images} images ({report.inputs} pyramid inputs{skipped}); mean |error| against float on them: {errors}")
     typer.echo(f"wrote {report.out}")
 
 

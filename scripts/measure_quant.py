@@ -27,7 +27,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,33 +36,11 @@ from facedet.data.generic import read_generic  # noqa: E402
 from facedet.evaluation.folder import evaluate_folder  # noqa: E402
 from facedet.imageio import read_image  # noqa: E402
 from facedet.inference import Detector  # noqa: E402
-from facedet.quant import interpreter  # noqa: E402
 from facedet.quant.calibrate import CALIB_METHODS, RangeObserver, observe_float  # noqa: E402
-from facedet.quant.pipeline import _pyramid_inputs, program_outputs, select_images  # noqa: E402
+from facedet.quant.pipeline import compare_with_float, program_outputs, pyramid_inputs, select_images  # noqa: E402
 from facedet.quant.quantize import REQUANT_MODES, input_qparams, quantize_program  # noqa: E402
 from facedet.runtime import tune_allocator  # noqa: E402
 from facedet.weights import default_weights_path  # noqa: E402
-
-
-def output_errors(float_det: Detector, program, images) -> dict[str, tuple[float, float]]:
-    """Mean and max |dequantized - float| of face logit, background logit and box offsets."""
-    qin = program.qparams[program.input_name]
-    face, bg, loc = [], [], []
-    for image in images:
-        for x in _pyramid_inputs(float_det, image):
-            frame = interpreter.quantize_frame(x[0].numpy(), qin.scale, qin.zero_point)
-            cq, lq = interpreter.dequantize_outputs(program, interpreter.run(program, frame))
-            with torch.inference_mode():
-                cf, lf = float_det.model(x)
-            cf, lf = cf[0].numpy(), lf[0].numpy()
-            face.append(np.abs(cq[:, 1] - cf[:, 1]))
-            bg.append(np.abs(cq[:, 0] - cf[:, 0]))
-            loc.append(np.abs(lq - lf).ravel())
-    out = {}
-    for name, v in (("face logit", face), ("background logit", bg), ("box offsets", loc)):
-        v = np.concatenate(v)
-        out[name] = (float(v.mean()), float(v.max()))
-    return out
 
 
 def ap_rows(det: Detector, annotations, root: Path) -> list[tuple[str, float, float]]:
@@ -102,7 +79,7 @@ def main() -> None:
         obs = RangeObserver()
         t = time.perf_counter()
         for f in calib:
-            for x in _pyramid_inputs(float_det, read_image(f)):
+            for x in pyramid_inputs(float_det, read_image(f)):
                 observe_float(graph, x, obs)
         print(f"calibrated on {len(calib)} training photos in {time.perf_counter() - t:.0f} s")
         qin = input_qparams(float_det.spec.mean_bgr, float_det.spec.in_channels)
@@ -112,7 +89,7 @@ def main() -> None:
             for method in CALIB_METHODS:
                 for corr in (False, True):
                     program = quantize_program(graph, float_det.arch, qin, obs.ranges(method, outputs), requant, obs.channel_means() if corr else None)
-                    e = output_errors(float_det, program, val_images)
+                    e = compare_with_float(float_det, program, val_images).summary()
                     cells = "".join(f" {e[k][0]:>11.4f}/{e[k][1]:<8.3f}" for k in ("face logit", "background logit", "box offsets"))
                     print(f"{requant:<11} {method:<11} {'yes' if corr else 'no':<10}{cells}")
         return
@@ -122,7 +99,7 @@ def main() -> None:
         sys.exit("no quantized file: pass --quantized FILE")
     qdet = Detector.load(qpath)
     print(f"quantized file: {qpath}")
-    e = output_errors(float_det, qdet.program, val_images)
+    e = compare_with_float(float_det, qdet.program, val_images).summary()
     for k, (mean, mx) in e.items():
         print(f"  |{k} error| against float: mean {mean:.4f}, max {mx:.3f}")
     print(f"{'detector':<24} {'mode':<13} {'AP@0.5':>7} {'AP@[.5:.95]':>12}")

@@ -24,8 +24,48 @@ class QuantizeReport:
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     layers: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    conf_error: float = 0.0  # mean |dequantized - float| conf logit on the calibration inputs
-    loc_error: float = 0.0
+    errors: dict[str, tuple[float, float]] = field(default_factory=dict)  # OutputErrors.summary() on the calibration inputs
+
+
+@dataclass
+class OutputErrors:
+    """|dequantized integer output - float output| of the head outputs, over many network inputs."""
+
+    face: list[np.ndarray] = field(default_factory=list)
+    background: list[np.ndarray] = field(default_factory=list)
+    loc: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, conf_q: np.ndarray, loc_q: np.ndarray, conf_f: np.ndarray, loc_f: np.ndarray) -> None:
+        """One input: ``conf [P, 2]`` and ``loc [P, 4]``, integer (dequantized) and float."""
+        self.face.append(np.abs(conf_q[:, 1] - conf_f[:, 1]))
+        self.background.append(np.abs(conf_q[:, 0] - conf_f[:, 0]))
+        self.loc.append(np.abs(loc_q - loc_f).ravel())
+
+    def summary(self) -> dict[str, tuple[float, float]]:
+        """``{"face logit" | "background logit" | "box offsets": (mean, max)}``."""
+        out = {}
+        for name, parts in (("face logit", self.face), ("background logit", self.background), ("box offsets", self.loc)):
+            v = np.concatenate(parts) if parts else np.zeros(1)
+            out[name] = (float(v.mean()), float(v.max()))
+        return out
+
+
+def compare_with_float(det, program, images, saturation=None) -> OutputErrors:
+    """Run the float model and the integer program on every pyramid input of ``images`` (BGR arrays)."""
+    import torch
+
+    from facedet.quant import interpreter
+
+    qin = program.qparams[program.input_name]
+    errors = OutputErrors()
+    for image in images:
+        for x in pyramid_inputs(det, image):
+            frame = interpreter.quantize_frame(x[0].numpy(), qin.scale, qin.zero_point)
+            cq, lq = interpreter.dequantize_outputs(program, interpreter.run(program, frame, saturation=saturation))
+            with torch.inference_mode():
+                cf, lf = det.model(x)
+            errors.add(cq, lq, cf[0].numpy(), lf[0].numpy())
+    return errors
 
 
 def select_images(paths: list[Path], max_images: int | None) -> list[Path]:
@@ -76,8 +116,6 @@ def quantize_weights(
     Unreadable images are reported through ``on_skip`` and skipped; if none is
     usable the call fails.  ``progress(iterable, total=, desc=)`` wraps the loops.
     """
-    import torch
-
     from facedet.cli_common import check_output_file
     from facedet.imageio import read_image
     from facedet.inference import Detector
@@ -116,7 +154,7 @@ def quantize_weights(
                 on_skip(f, str(exc))
             continue
         usable.append(f)
-        for x in _pyramid_inputs(det, image):
+        for x in pyramid_inputs(det, image):
             observe_float(graph, x, observer)
             report.inputs += 1
     if not usable:
@@ -131,18 +169,8 @@ def quantize_weights(
         raise FacedetError(f"cannot quantize {weights}: {exc}") from None
 
     sat = interpreter.Saturation(program.qparams)
-    errs_c, errs_l = [], []
-    for f in progress(usable, total=len(usable), desc="check"):
-        image = read_image(f)
-        for x in _pyramid_inputs(det, image):
-            frame = interpreter.quantize_frame(x[0].numpy(), qin.scale, qin.zero_point)
-            cq, lq = interpreter.dequantize_outputs(program, interpreter.run(program, frame, saturation=sat))
-            with torch.inference_mode():
-                cf, lf = det.model(x)
-            errs_c.append(float(np.abs(cq - cf[0].numpy()).mean()))
-            errs_l.append(float(np.abs(lq - lf[0].numpy()).mean()))
-    report.conf_error = float(np.mean(errs_c))
-    report.loc_error = float(np.mean(errs_l))
+    checked = (read_image(f) for f in progress(usable, total=len(usable), desc="check"))
+    report.errors = compare_with_float(det, program, checked, saturation=sat).summary()
 
     report.layers, report.warnings = layer_summary(program, ranges, sat)
 
@@ -154,8 +182,7 @@ def quantize_weights(
         "skipped_images": len(report.skipped),
         "method": method,
         "requant": requant,
-        "conf_logit_mean_abs_error": report.conf_error,
-        "loc_mean_abs_error": report.loc_error,
+        "errors_against_float": {k: {"mean": m, "max": x} for k, (m, x) in report.errors.items()},
         "layers": report.layers,
     }
     save_program(out, program, meta, quantization)
@@ -185,7 +212,7 @@ def program_outputs(graph) -> set[str]:
     return outs | {op.inputs[0] for op in graph.ops if op.output in outs}
 
 
-def _pyramid_inputs(det, image):
+def pyramid_inputs(det, image):
     """The network inputs ``facedet detect`` builds for ``image`` (default pyramid), one at a time."""
     from facedet.preprocess import to_bgr8
 
