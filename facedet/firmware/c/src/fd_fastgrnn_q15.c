@@ -15,10 +15,13 @@
  * With zeta = 32768 and nu = 0 (every trained model), k = 32768 - z and z*h + k*c is
  * a convex combination bounded by 2^30: it is computed in int32 and stored with SSAT.
  * The two sums are fd_dot_s16_s16 (SMLALD on the M4); the step t == 0 skips U (h = 0).
+ * This is the general path: when fd_cell_fast_init accepts the cell (every trained model),
+ * fd_fastgrnn_q15 runs fd_cell_fast_q15 instead (fd_cell.h, fd_fastgrnn_fast.c).
  */
 #include <string.h>
 
 #include "fd_acle_emul.h"
+#include "fd_cell.h"
 #include "fd_kernels.h"
 
 void fd_fastgrnn_step(const fd_cell_params *c, const int16_t *x, int32_t zp, int32_t first, int16_t *h)
@@ -63,7 +66,12 @@ void fd_fastgrnn_step(const fd_cell_params *c, const int16_t *x, int32_t zp, int
 
 void fd_fastgrnn_q15(const fd_cell_params *c, const int16_t *const *xs, int32_t T, int16_t *h)
 {
+    fd_cell_fast f;
     int32_t t;
+    if (fd_cell_fast_init(c, 1, &f)) {
+        fd_cell_fast_q15(&f, xs, T, h);
+        return;
+    }
     memset(h, 0, (size_t)c->hidden * sizeof(int16_t));
     for (t = 0; t < T; t++)
         fd_fastgrnn_step(c, xs[t], c->zp_x, t == 0, h);

@@ -10,6 +10,9 @@
  *      (a1,a3) pair with __sxtb16(w) and __sxtb16(ror8(w)) of the weight word in
  *      fd_dot_s16_s8; the n % 4 tail stays in order.
  * Buffer: fd_im2col_get_buffer_size(p) = 2*k*k*C_in bytes (no padding in either build).
+ * Windows inside the input take a fast path: C_in % 4 == 0, whole groups per tap (one word
+ * load and two SXTB16 each); few channels (the stem's C_in = 1), the window's bytes gathered
+ * on the stack and converted at once by fd_vector_s8_s16.
  */
 #include <string.h>
 
@@ -72,6 +75,31 @@ static void fill_run(int16_t *buf, int32_t base, int16_t v, int32_t len, int32_t
 }
 #endif
 
+/* the taps of a window that lies inside the input (every row non-NULL, x0 .. x0+k-1 in range)
+ * with C_in % 4 == 0: whole groups of four per tap, LDR + two SXTB16 (DSP) */
+static int32_t inside_c4(const int8_t *const *rows, int32_t k, int32_t cin, int32_t x0, int16_t *buf)
+{
+    int32_t ky, kx;
+    int16_t *b = buf;
+    for (ky = 0; ky < k; ky++) {
+        const int8_t *src = rows[ky] + x0 * cin;
+        for (kx = 0; kx < k * cin; kx += 4, b += 4) {
+#if FD_USE_DSP
+            const int32_t w = fd_ld32(src + kx);
+            const int32_t lo = __sxtb16(w), hi = fd_sxtb16_ror8(w);
+            memcpy(b, &lo, 4);
+            memcpy(b + 2, &hi, 4);
+#else
+            b[0] = src[kx];
+            b[1] = src[kx + 1];
+            b[2] = src[kx + 2];
+            b[3] = src[kx + 3];
+#endif
+        }
+    }
+    return k * k * cin;
+}
+
 int32_t fd_im2col_s8_s16(const fd_conv_params *p, const int8_t *const *rows, int32_t in_width, int32_t ox, int16_t *buf)
 {
     const int32_t k = p->kernel, cin = p->in_channels;
@@ -82,6 +110,25 @@ int32_t fd_im2col_s8_s16(const fd_conv_params *p, const int8_t *const *rows, int
 #if FD_USE_DSP
     const int32_t n4 = n & ~3;
 #endif
+    if (x0 >= 0 && x0 + k <= in_width) {
+        int32_t inside = 1;
+        for (ky = 0; ky < k; ky++)
+            inside = inside && rows[ky] != NULL;
+        if (inside && (cin & 3) == 0)
+            return inside_c4(rows, k, cin, x0, buf);
+        if (inside && n <= 4 * FD_MAX_KERNEL * FD_MAX_KERNEL) {
+            /* few channels (the stem): gather the window's bytes, then convert them at once */
+            int8_t g[4 * FD_MAX_KERNEL * FD_MAX_KERNEL];
+            int32_t i = 0;
+            for (ky = 0; ky < k; ky++) {
+                const int8_t *src = rows[ky] + x0 * cin;
+                for (kx = 0; kx < k * cin; kx++)
+                    g[i++] = src[kx];
+            }
+            fd_vector_s8_s16(g, n, buf);
+            return n;
+        }
+    }
     for (ky = 0; ky < k; ky++) {
         const int8_t *row = rows[ky];
         for (kx = 0; kx < k; kx++, base += cin) {

@@ -6,44 +6,28 @@
  *            v = T[i] + (((T[i+1] - T[i]) * f + 64) >> 7); u >= 0 ? v : 32768 - v  -> [0, 32768]
  *   tanh:    a = min(|u|, 32768), i = min(a >> 6, 511), f = a - (i << 6),
  *            v = T[i] + (((T[i+1] - T[i]) * f + 32) >> 6); u >= 0 ? v : -v          -> [-32767, 32767]
- * Defined for every int32 u (|u| is taken in uint32).
+ * Defined for every int32 u.  Both functions are constant for |u| >= 2^16, so u is first
+ * clamped to [-2^24, 2^24] and then goes through the inline versions the FastGRNN cell uses
+ * (fd_nonlin.h, which explains the equivalent clamp and index computation).
  */
 #include "fd_kernels.h"
+#include "fd_nonlin.h"
 #include "fd_nonlin_tables.h"
 
-static inline uint32_t abs_u32(int32_t u)
+const uint16_t *const fd_nonlin_sigmoid_table = FD_SIGMOID_TABLE;
+const int16_t *const fd_nonlin_tanh_table = FD_TANH_TABLE;
+
+static inline int32_t clamp_q12(int32_t u)
 {
-    return u >= 0 ? (uint32_t)u : 0u - (uint32_t)u;
+    return u > (1 << 24) ? (1 << 24) : (u < -(1 << 24) ? -(1 << 24) : u);
 }
 
 int32_t fd_sigmoid_q15(int32_t u)
 {
-    uint32_t a = abs_u32(u);
-    uint32_t i;
-    int32_t f, lo, v;
-    if (a > 65536u)
-        a = 65536u;
-    i = a >> 7;
-    if (i > 511u)
-        i = 511u;
-    f = (int32_t)(a - (i << 7));
-    lo = FD_SIGMOID_TABLE[i];
-    v = lo + fd_asr32(((int32_t)FD_SIGMOID_TABLE[i + 1] - lo) * f + 64, 7);
-    return u >= 0 ? v : 32768 - v;
+    return fd_sigmoid_q15_in(clamp_q12(u), FD_SIGMOID_TABLE);
 }
 
 int32_t fd_tanh_q15(int32_t u)
 {
-    uint32_t a = abs_u32(u);
-    uint32_t i;
-    int32_t f, lo, v;
-    if (a > 32768u)
-        a = 32768u;
-    i = a >> 6;
-    if (i > 511u)
-        i = 511u;
-    f = (int32_t)(a - (i << 6));
-    lo = FD_TANH_TABLE[i];
-    v = lo + fd_asr32(((int32_t)FD_TANH_TABLE[i + 1] - lo) * f + 32, 6);
-    return u >= 0 ? v : -v;
+    return fd_tanh_q15_in(clamp_q12(u), FD_TANH_TABLE);
 }

@@ -12,20 +12,24 @@
  * otherwise the conv has 2 channels), loc_out [H*W][4].  conf and loc share zp_in,
  * kernel and padding.  Limit: kernel <= FD_MAX_KERNEL.
  */
+#include "fd_conv_inner.h"
 #include "fd_kernels.h"
 
-/* channels co and co+1 (co+1 < out_channels) of one pixel */
-static void two(const fd_conv_params *cp, const int16_t *buf, int32_t n, int32_t co, int8_t *v0, int8_t *v1)
+/* channels co .. co+m-1 (m = 4, 2 or 1) of one pixel into v[0..m) */
+static void channels(const fd_conv_params *cp, const int16_t *buf, int32_t n, int32_t co, int32_t m, int8_t *v)
 {
-    int32_t a0, a1;
-    fd_dot2_s16_s8(buf, cp->weight + co * n, cp->weight + (co + 1) * n, n, &a0, &a1);
-    *v0 = fd_requant_store_s8(cp, co, cp->bias[co] + a0);
-    *v1 = fd_requant_store_s8(cp, co + 1, cp->bias[co + 1] + a1);
-}
-
-static int8_t one(const fd_conv_params *cp, const int16_t *buf, int32_t n, int32_t co)
-{
-    return fd_requant_store_s8(cp, co, cp->bias[co] + fd_dot_s16_s8(buf, cp->weight + co * n, n));
+    const fd_rq rq = fd_rq_of(cp);
+    const int8_t *w = cp->weight + co * n;
+    int32_t acc[4] = {0, 0, 0, 0}, k;
+    if (m == 4) {
+        fd_dot4_s16_s8(buf, w, n, n, acc);
+    } else if (m == 2) {
+        fd_dot2_s16_s8(buf, w, w + n, n, &acc[0], &acc[1]);
+    } else {
+        acc[0] = fd_dot_s16_s8(buf, w, n);
+    }
+    for (k = 0; k < m; k++)
+        v[k] = fd_rq_out(&rq, co + k, acc[k]);
 }
 
 void fd_stage_head(const fd_head_params *p, int8_t *arena, int8_t *conf_out, int8_t *loc_out)
@@ -54,13 +58,12 @@ void fd_stage_head(const fd_head_params *p, int8_t *arena, int8_t *conf_out, int
             const int32_t n = fd_im2col_s8_s16(cf, rows, p->W, x, patch);
             int8_t *oc = conf_out + (y * p->W + x) * 2, *ol = loc_out + (y * p->W + x) * 4;
             if (p->maxout) {
-                int8_t v[2], best = -128;
-                for (co = 0; co < nconf; co += 2) {
-                    int32_t m = co + 2 <= nconf ? 2 : 1, i;
-                    if (m == 2)
-                        two(cf, patch, n, co, &v[0], &v[1]);
-                    else
-                        v[0] = one(cf, patch, n, co);
+                int8_t v[4], best = -128;
+                int32_t m;
+                for (co = 0; co < nconf; co += m) {
+                    int32_t i;
+                    m = nconf - co >= 4 ? 4 : (nconf - co >= 2 ? 2 : 1);
+                    channels(cf, patch, n, co, m, v);
                     for (i = 0; i < m; i++) {
                         if (co + i == nconf - 1)
                             oc[1] = v[i];
@@ -70,10 +73,9 @@ void fd_stage_head(const fd_head_params *p, int8_t *arena, int8_t *conf_out, int
                 }
                 oc[0] = best;
             } else {
-                two(cf, patch, n, 0, &oc[0], &oc[1]);
+                channels(cf, patch, n, 0, 2, oc);
             }
-            two(lc, patch, n, 0, &ol[0], &ol[1]);
-            two(lc, patch, n, 2, &ol[2], &ol[3]);
+            channels(lc, patch, n, 0, 4, ol);
         }
     }
 }

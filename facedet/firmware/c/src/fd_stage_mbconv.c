@@ -17,6 +17,7 @@
  */
 #include <string.h>
 
+#include "fd_conv_inner.h"
 #include "fd_kernels.h"
 
 void fd_stage_mbconv(const fd_mbconv_params *p, int8_t *arena)
@@ -29,6 +30,7 @@ void fd_stage_mbconv(const fd_mbconv_params *p, int8_t *arena)
     const fd_conv_params *dw = &p->depthwise, *pj = &p->project;
     const int32_t k = dw->kernel, hidden = p->hidden, cout = p->C_out;
     const int32_t in_row = p->W * p->C_in, ring_row = p->W * hidden;
+    const int32_t scratch_bytes = 2 * (p->C_in > hidden ? p->C_in : hidden);
     int32_t next = 0, y, x, co;
     for (y = 0; y < p->H_out; y++) {
         const int8_t *rows[FD_MAX_KERNEL];
@@ -38,7 +40,7 @@ void fd_stage_mbconv(const fd_mbconv_params *p, int8_t *arena)
         for (; next < need; next++) {
             int8_t *dst = ring + (next % k) * ring_row;
             if (p->has_expand)
-                fd_conv1x1_s8(&p->expand, in + next * in_row, p->W, dst, scratch);
+                fd_conv1x1_rows_s8(&p->expand, in + next * in_row, p->W, dst, scratch, scratch_bytes);
             else
                 memcpy(dst, in + next * in_row, (size_t)in_row);
         }

@@ -17,7 +17,33 @@
  */
 #include <string.h>
 
+#include "fd_cell.h"
 #include "fd_kernels.h"
+
+/* the cells through their fast path when it applies (prepared once per frame), else the general one */
+static void rnn1_row(const fd_cell_params *c, fd_cell_fast *f, int fast, const int8_t *x, int32_t x_step, int32_t T, int16_t *h)
+{
+    if (fast)
+        fd_cell_fast_s8(f, x, x_step, NULL, T, h);
+    else
+        fd_fastgrnn_s8(c, x, x_step, T, h);
+}
+
+static void rnn1_col(const fd_cell_params *c, fd_cell_fast *f, int fast, const int8_t *const *xs, int32_t T, int16_t *h)
+{
+    if (fast)
+        fd_cell_fast_s8(f, NULL, 0, xs, T, h);
+    else
+        fd_fastgrnn_s8_ptrs(c, xs, T, h);
+}
+
+static void rnn2(const fd_cell_params *c, fd_cell_fast *f, int fast, const int16_t *const *xs, int32_t T, int16_t *h)
+{
+    if (fast)
+        fd_cell_fast_q15(f, xs, T, h);
+    else
+        fd_fastgrnn_q15(c, xs, T, h);
+}
 
 void fd_stage_stem_pool(const fd_stem_pool_params *p, int8_t *arena)
 {
@@ -34,6 +60,8 @@ void fd_stage_stem_pool(const fd_stem_pool_params *p, int8_t *arena)
     const int32_t pix = 4 * h2, out_row = (ow + 1) * pix;
     const int32_t ks = p->stem.kernel;
     int32_t next_row = 0, r, c, i, t;
+    fd_cell_fast f1, f2;
+    const int fast1 = fd_cell_fast_init(&p->rnn1, 0, &f1), fast2 = fd_cell_fast_init(&p->rnn2, 1, &f2);
     for (r = 0; r < oh; r++) {
         int32_t y = next_row > S * r ? next_row : S * r, next_col = 0;
         int8_t *orow = out + r * out_row;
@@ -48,7 +76,7 @@ void fd_stage_stem_pool(const fd_stem_pool_params *p, int8_t *arena)
             }
             fd_conv_row_s8(&p->stem, rows, p->W, dst, scratch);
             for (c = 0; c < ow; c++)
-                fd_fastgrnn_s8(&p->rnn1, dst + S * c * cc, cc, P, row_states + ((y % P) * ow + c) * h1);
+                rnn1_row(&p->rnn1, &f1, fast1, dst + S * c * cc, cc, P, row_states + ((y % P) * ow + c) * h1);
         }
         next_row = S * r + P;
         /* 2. per patch: rnn1 down the new columns, rnn2 over row and column states */
@@ -60,21 +88,21 @@ void fd_stage_stem_pool(const fd_stem_pool_params *p, int8_t *arena)
             for (; x < S * c + P; x++) {
                 for (i = 0; i < P; i++)
                     xs[i] = ring + ((S * r + i) % P) * ring_row + x * cc;
-                fd_fastgrnn_s8_ptrs(&p->rnn1, xs, P, col_states + (x % P) * h1);
+                rnn1_col(&p->rnn1, &f1, fast1, xs, P, col_states + (x % P) * h1);
             }
             next_col = S * c + P;
             for (i = 0; i < P; i++) {
                 fw[i] = row_states + (((S * r + i) % P) * ow + c) * h1;
                 bw[P - 1 - i] = fw[i];
             }
-            fd_fastgrnn_q15(&p->rnn2, fw, P, summary);
-            fd_fastgrnn_q15(&p->rnn2, bw, P, summary + h2);
+            rnn2(&p->rnn2, &f2, fast2, fw, P, summary);
+            rnn2(&p->rnn2, &f2, fast2, bw, P, summary + h2);
             for (i = 0; i < P; i++) {
                 fw[i] = col_states + ((S * c + i) % P) * h1;
                 bw[P - 1 - i] = fw[i];
             }
-            fd_fastgrnn_q15(&p->rnn2, fw, P, summary + 2 * h2);
-            fd_fastgrnn_q15(&p->rnn2, bw, P, summary + 3 * h2);
+            rnn2(&p->rnn2, &f2, fast2, fw, P, summary + 2 * h2);
+            rnn2(&p->rnn2, &f2, fast2, bw, P, summary + 3 * h2);
             for (t = 0; t < pix; t++)
                 o[t] = (int8_t)fd_sat((int64_t)p->zp_out + fd_requantize(summary[t], p->out_multiplier, p->out_shift), -128, 127);
         }
