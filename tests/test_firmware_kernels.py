@@ -53,6 +53,10 @@ int32_t fdt_smlad(int32_t x, int32_t y, int32_t acc) { return __smlad(x, y, acc)
 int64_t fdt_smlald(int32_t x, int32_t y, int64_t acc) { return __smlald(x, y, acc); }
 int32_t fdt_ssat8(int32_t x) { return __ssat(x, 8); }
 int32_t fdt_ssat16(int32_t x) { return __ssat(x, 16); }
+int32_t fdt_smuad(int32_t x, int32_t y) { return __smuad(x, y); }
+int32_t fdt_usat16(int32_t x) { return (int32_t)__usat(x, 16); }
+int32_t fdt_usat15(int32_t x) { return (int32_t)__usat(x, 15); }
+int32_t fdt_ssub16(int32_t x, int32_t y) { return __ssub16(x, y); }
 #endif
 void fdt_layout(int64_t *o)
 {
@@ -148,6 +152,7 @@ _SIGS = {
 _DSP_SIGS = {
     "fdt_sxtb16": (I32, [I32]), "fdt_ror8": (I32, [I32]), "fdt_sxtb16_ror8": (I32, [I32]), "fdt_smlad": (I32, [I32, I32, I32]),
     "fdt_smlald": (C.c_int64, [I32, I32, C.c_int64]), "fdt_ssat8": (I32, [I32]), "fdt_ssat16": (I32, [I32]),
+    "fdt_smuad": (I32, [I32, I32]), "fdt_usat16": (I32, [I32]), "fdt_usat15": (I32, [I32]), "fdt_ssub16": (I32, [I32, I32]),
 }
 
 
@@ -343,6 +348,11 @@ def test_emulated_intrinsics_follow_the_arm_arm(lib):
             assert lib.fdt_smlald(x, y, acc) == wrap(acc + s16(x) * s16(y) + s16(x >> 16) * s16(y >> 16), 64)
         assert lib.fdt_ssat8(x) == min(max(x, -128), 127)
         assert lib.fdt_ssat16(x) == min(max(x, -32768), 32767)
+        assert lib.fdt_smuad(x, y) == wrap(s16(x) * s16(y) + s16(x >> 16) * s16(y >> 16), 32)
+        assert lib.fdt_usat16(x) == min(max(x, 0), 65535)
+        assert lib.fdt_usat15(x) == min(max(x, 0), 32767)
+        lo, hi = wrap(s16(x) - s16(y), 16), wrap(s16(x >> 16) - s16(y >> 16), 16)  # modular per halfword (SSUB16)
+        assert lib.fdt_ssub16(x, y) == wrap((lo & 0xFFFF) | ((hi & 0xFFFF) << 16), 32)
 
 
 # --------------------------------------------------------------------------- arithmetic
@@ -503,6 +513,27 @@ def test_conv_matches_interpreter(lib, cin, cout, k, stride, groups):
         op = _conv(rng, cin, cout, k, stride, groups, 3, 0, pad=0)
         op.shift[:] = rng.integers(1, 12, cout)
         assert c_conv2d(lib, op, x).tolist() == I.conv2d(op, x).tolist()
+
+
+@pytest.mark.parametrize("cin,cout,k,stride,groups", CONV_CASES)
+def test_conv_with_realistic_scales(lib, cin, cout, k, stride, groups):
+    """Multipliers chosen so outputs spread over int8 instead of saturating: every tap's product shows."""
+    from facedet.quant.arith import quantize_multiplier
+
+    rng = np.random.default_rng(7 * cin + cout + k)
+    x = rng.integers(-128, 128, (9, 13, cin)).astype(np.int8)
+    for zp_in, zp_out, relu in ((0, 0, False), (-11, 3, False), (-128, -128, True)):
+        op = _conv(rng, cin, cout, k, stride, groups, zp_in, zp_out, relu)
+        op.bias[:] = rng.integers(-2000, 2000, cout)
+        acc_scale = np.sqrt(k * k * cin // groups) * 128 * 73  # typical |sum of products|
+        mults = [quantize_multiplier(float(v)) for v in 40.0 / acc_scale * rng.uniform(0.5, 1.5, cout)]
+        op.multiplier[:] = [m for m, _ in mults]
+        op.shift[:] = [n for _, n in mults]
+        want = I.conv2d(op, x)
+        clipped = (want == 127) | ((want == -128) & (not relu))  # a ReLU's zeros are not saturation
+        assert np.mean(clipped) < 0.1  # the case is not mostly saturated
+        assert len(np.unique(want)) > 20
+        assert c_conv2d(lib, op, x).tolist() == want.tolist()
 
 
 @pytest.mark.parametrize("k,groups", [(3, 1), (3, 64), (1, 1)])
@@ -734,6 +765,11 @@ def m4_program():
     assert (cells.rnn1.zeta, cells.rnn1.nu, cells.rnn2.zeta, cells.rnn2.nu) == (32768, 0, 32768, 0)
     cells = programs["general"].op(pool.name)
     assert cells.rnn1.zeta != 32768 and cells.rnn2.nu != 0
+    # the shipped integer model: its cells are what every trained model gives (e.g. rnn2 x_shift = 0)
+    from facedet.quant.qfile import load_program
+    from facedet.weights import default_weights_path
+
+    programs["shipped"], _ = load_program(default_weights_path("m4", quantized=True))
     return graph, programs
 
 
@@ -794,7 +830,7 @@ def _run_stage(lib, stage, params, arena, env, program):
     return {head[0]: conf.reshape(h, w, 2), head[1]: loc.reshape(h, w, 4)}
 
 
-@pytest.mark.parametrize("size,variant", [((48, 64), "trained"), ((38, 54), "general")])
+@pytest.mark.parametrize("size,variant", [((48, 64), "trained"), ((38, 54), "general"), ((40, 56), "shipped")])
 def test_stages_stream_the_whole_m4_network(lib, m4_program, size, variant):
     """Every stage in plan order on one arena placed exactly as the plan says (in-place outputs included):
     each stage's output equals the interpreter's, bytes beyond the stage's live extent stay untouched."""
