@@ -85,7 +85,7 @@ def _accuracy(bundle: Path, root: Path) -> None:
 
     annotations = read_generic(root / "val.json")
     files = [root / a.file for a in annotations]
-    fw = run_firmware(bundle, files, target="m4", score_threshold=0.01)
+    fw = run_firmware(bundle, files, target="m4", score_threshold=0.01, check=True)
     qdet = Detector.load(bundle / "model.safetensors")
     preds_fw, preds_py = {}, {}
     box_diff, score_diff, same_shape = 0.0, 0.0, 0
@@ -103,7 +103,9 @@ def _accuracy(bundle: Path, root: Path) -> None:
                 score_diff = max(score_diff, float(np.abs(scores[:n] - d.scores[:n]).max()))
     r_fw = evaluate_folder(annotations, preds_fw, threshold=0.5)
     r_py = evaluate_folder(annotations, preds_py, threshold=0.5)
-    print(f"\naccuracy on {len(annotations)} held-out validation photos ({root / 'val.json'}), score threshold 0.01, 64 faces at most:")
+    exact = sum(r["bit_exact"] for r in fw.records)
+    print(f"\nbit-exact on the validation photos (QEMU m4 == Python interpreter): {exact} of {len(fw.records)}")
+    print(f"accuracy on {len(annotations)} held-out validation photos ({root / 'val.json'}), score threshold 0.01, 64 faces at most:")
     print(f"  facedet firmware run (m4):                 AP@0.5 {r_fw.ap50:.3f}  AP@[.5:.95] {r_fw.ap50_95:.3f}")
     print(f"  facedet detect --weights Q --single-scale: AP@0.5 {r_py.ap50:.3f}  AP@[.5:.95] {r_py.ap50_95:.3f}")
     print(f"  difference: {r_fw.ap50 - r_py.ap50:+.3f} / {r_fw.ap50_95 - r_py.ap50_95:+.3f} (target: within 0.02)")
