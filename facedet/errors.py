@@ -25,3 +25,9 @@ class UsageError(FacedetError):
     Raised before any work starts; the CLI exits with status 2, as for the
     errors the option parser finds (see :mod:`facedet.cli_common`).
     """
+
+
+def short_error(exc: BaseException, limit: int = 160) -> str:
+    """A foreign exception's message on one line, cut to ``limit`` characters (its type if empty)."""
+    text = " ".join(str(exc).split())
+    return text[:limit] if text else type(exc).__name__

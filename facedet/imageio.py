@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -261,6 +261,18 @@ def _pnm_size(b: bytes) -> tuple[int, int] | None:
 
 
 # --------------------------------------------------------------------------- inputs and videos
+
+
+def iter_images(files: Iterable[Path], on_error: Callable[[Path, str], None] | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Iterator[tuple[Path, np.ndarray]]:
+    """``(path, image)`` for every file :func:`read_image` can read; the others go to ``on_error(path, message)`` and are skipped."""
+    for f in files:
+        try:
+            image = read_image(f, max_pixels)
+        except FacedetError as exc:
+            if on_error is not None:
+                on_error(f, str(exc))
+            continue
+        yield f, image
 
 
 def collect_inputs(paths: list[Path], recursive: bool = False) -> list[Path]:

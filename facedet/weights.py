@@ -30,14 +30,15 @@ import json
 import os
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from facedet import __version__
-from facedet.detector import ARCHS, RNNPoolFace, build_model
-from facedet.errors import FacedetError
+from facedet.detector import ARCHS
+from facedet.errors import FacedetError, short_error
 from facedet.fileutil import atomic_path
+
+if TYPE_CHECKING:  # pragma: no cover
+    from facedet.detector import RNNPoolFace
 
 FORMAT = "facedet-weights"
 FORMAT_VERSION = "1"
@@ -67,7 +68,7 @@ def default_weights_path(arch: str = "m4", quantized: bool = False) -> Path | No
     return _extracted.enter_context(resources.as_file(resource))  # e.g. a zipped install: a temporary copy
 
 
-def make_metadata(model: RNNPoolFace, training: dict[str, Any] | None = None) -> dict[str, str]:
+def make_metadata(model: "RNNPoolFace", training: dict[str, Any] | None = None) -> dict[str, str]:
     """Metadata dict for ``model`` (see the module docstring)."""
     spec = model.spec
     norm = {"mean_bgr": list(spec.mean_bgr), "scale": 1.0, "channels": "luma" if spec.monochrome else "rgb"}
@@ -83,7 +84,7 @@ def make_metadata(model: RNNPoolFace, training: dict[str, Any] | None = None) ->
     }
 
 
-def save_weights(path: str | Path, model: RNNPoolFace, training: dict[str, Any] | None = None) -> Path:
+def save_weights(path: str | Path, model: "RNNPoolFace", training: dict[str, Any] | None = None) -> Path:
     """Write ``model`` to ``path`` atomically (temp file + rename)."""
     from safetensors.torch import save_file
 
@@ -115,7 +116,7 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         with safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}
     except Exception as exc:  # safetensors raises several types for bad headers
-        raise FacedetError(f"{path} is not a valid facedet weights file ({_short(exc)})") from None
+        raise FacedetError(f"{path} is not a valid facedet weights file ({short_error(exc)})") from None
     if meta.get("format") == QUANT_FORMAT:
         if meta.get("arch") not in ARCHS:
             raise FacedetError(f"{path} is for unknown architecture {meta.get('arch')!r}")
@@ -129,7 +130,7 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     return meta
 
 
-def load_weights(path: str | Path, arch: str | None = None) -> tuple[RNNPoolFace, dict[str, str]]:
+def load_weights(path: str | Path, arch: str | None = None) -> tuple["RNNPoolFace", dict[str, str]]:
     """Build the model named in the file and load its tensors.
 
     Args:
@@ -138,7 +139,10 @@ def load_weights(path: str | Path, arch: str | None = None) -> tuple[RNNPoolFace
     Returns:
         ``(model in eval mode, metadata)``.
     """
+    import torch
     from safetensors.torch import load_file
+
+    from facedet.detector import build_model
 
     path = Path(path)
     meta = read_metadata(path)
@@ -149,7 +153,7 @@ def load_weights(path: str | Path, arch: str | None = None) -> tuple[RNNPoolFace
     try:
         tensors = load_file(str(path))
     except Exception as exc:
-        raise FacedetError(f"{path} is truncated or corrupt ({_short(exc)})") from None
+        raise FacedetError(f"{path} is truncated or corrupt ({short_error(exc)})") from None
     model = build_model(meta["arch"])
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))
@@ -179,8 +183,3 @@ def training_summary(meta: dict[str, str]) -> dict[str, Any]:
     except json.JSONDecodeError:
         return {}
     return value if isinstance(value, dict) else {}
-
-
-def _short(exc: Exception) -> str:
-    text = " ".join(str(exc).split())
-    return text[:160] if text else type(exc).__name__

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from facedet.quant.arith import SIGMOID_TABLE, TANH_TABLE
+from facedet.quant.program import IConv2d
 
 I8 = (-128, 127)
 I16 = (-32768, 32767)
@@ -124,3 +127,19 @@ def l2norm_pixel(op, x: list[int]) -> list[int]:
     ss = sum(v * v for v in d)
     r = 0 if ss == 0 else math.isqrt(2**62 // ss)
     return [sat(op.zp_out + rshift_round(d[c] * r * int(op.gain[c]), op.shift), *I8) for c in range(len(x))]
+
+
+def random_conv(rng, cin, cout, k, stride, groups, zp_in, zp_out, relu=False, extreme=False, pad=None) -> IConv2d:
+    """A random integer convolution for kernel tests (``extreme``: weights at +-127)."""
+    cg = cin // groups
+    if extreme:
+        weight = np.full((cout, k, k, cg), 127, np.int8)
+        weight[::2] = -127
+    else:
+        weight = rng.integers(-127, 128, (cout, k, k, cg)).astype(np.int8)
+    return IConv2d(
+        "c", ["x"], in_channels=cin, out_channels=cout, kernel=k, stride=stride, padding=(k - 1) // 2 if pad is None else pad, groups=groups,
+        zp_in=zp_in, zp_out=zp_out, act_min=max(-128, zp_out) if relu else -128, act_max=min(127, zp_out + 150) if relu else 127, relu6=int(relu),
+        weight=weight, bias=rng.integers(-(2**20), 2**20, cout).astype(np.int32),
+        multiplier=rng.integers(2**30, 2**31, cout).astype(np.int32), shift=rng.integers(20, 40, cout).astype(np.int32),
+    )

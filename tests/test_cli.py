@@ -6,26 +6,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from facedet.cli import app
+from tests.clitools import one_line_error, run
 from tests.conftest import make_image
 
-runner = CliRunner()
 
 
-def run(*args):
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
 
 
-def one_line_error(result):
-    lines = result.stderr.replace("\r", "\n").splitlines()
-    errs = [l for l in lines if l.startswith("error:")]
-    assert errs, result.output
-    assert "Traceback" not in result.output
-    return errs
 
 
 def test_version_and_help():

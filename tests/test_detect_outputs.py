@@ -13,30 +13,23 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from facedet.cli import app
 from facedet.cli_common import EXIT_PARTIAL
+from tests.clitools import messages, run
 from tests.conftest import make_image
 from tests.test_imageio import jpeg_with_orientation, lying_png
 
 DATA = Path(__file__).resolve().parent / "data"
-runner = CliRunner()
 
 
-def run(*args):
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    assert "Traceback" not in result.output
-    return result
 
 
 def errors(result) -> list[str]:
-    return [line for line in result.stderr.replace("\r", "\n").splitlines() if line.startswith("error:")]
+    return messages(result, "error")
 
 
 def warnings(result) -> list[str]:
-    return [line for line in result.stderr.replace("\r", "\n").splitlines() if line.startswith("warning:")]
+    return messages(result, "warning")
 
 
 def refused(result) -> str:

@@ -12,29 +12,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from facedet.cli import app
 from facedet.errors import FacedetError
 from facedet.firmware import runner
 from facedet.firmware.export import export_firmware
 from facedet.firmware.run import Bundle, run_firmware
 from facedet.inference import Detector
+from tests.clitools import one_line_error
+from tests.clitools import run as run_cli
 
 DATA = Path(__file__).parent / "data"
-cli = CliRunner()
 
 
-def run_cli(*args):
-    result = cli.invoke(app, [str(a) for a in args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
 
 
-def one_line_error(result, needle):
-    errs = [l for l in result.stderr.replace("\r", "\n").splitlines() if l.startswith("error:")]
-    assert errs and needle in errs[-1], result.output
-    assert "Traceback" not in result.output and result.exit_code != 0
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ import pytest
 from facedet.quant import arith
 from facedet.quant import interpreter as I
 from facedet.quant.program import IAdd, ICell, IConv2d, IL2Norm
+from tests.quant_oracles import random_conv
 
 ROOT = Path(__file__).resolve().parents[1]
 CDIR = ROOT / "facedet" / "firmware" / "c"
@@ -482,20 +483,6 @@ def test_vector_and_dots_extremes(lib, n):
 # --------------------------------------------------------------------------- convolutions
 
 
-def _conv(rng, cin, cout, k, stride, groups, zp_in, zp_out, relu=False, extreme=False, pad=None):
-    cg = cin // groups
-    if extreme:
-        weight = np.full((cout, k, k, cg), 127, np.int8)
-        weight[::2] = -127
-    else:
-        weight = rng.integers(-127, 128, (cout, k, k, cg)).astype(np.int8)
-    return IConv2d(
-        "c", ["x"], in_channels=cin, out_channels=cout, kernel=k, stride=stride, padding=(k - 1) // 2 if pad is None else pad, groups=groups,
-        zp_in=zp_in, zp_out=zp_out, act_min=max(-128, zp_out) if relu else -128, act_max=min(127, zp_out + 150) if relu else 127, relu6=int(relu),
-        weight=weight, bias=rng.integers(-(2**20), 2**20, cout).astype(np.int32),
-        multiplier=rng.integers(2**30, 2**31, cout).astype(np.int32), shift=rng.integers(20, 40, cout).astype(np.int32),
-    )
-
 
 CONV_CASES = [(1, 4, 3, 2, 1), (3, 5, 3, 1, 1), (5, 4, 3, 1, 1), (4, 3, 5, 2, 1), (8, 6, 1, 1, 1), (7, 9, 1, 1, 1), (6, 6, 3, 1, 6),
               (6, 6, 3, 2, 6), (5, 5, 5, 1, 5), (9, 9, 3, 2, 9), (32, 4, 3, 1, 1), (13, 7, 1, 2, 1)]
@@ -507,10 +494,10 @@ def test_conv_matches_interpreter(lib, cin, cout, k, stride, groups):
     for h, w in ((7, 9), (5, 11)):
         x = rng.integers(-128, 128, (h, w, cin)).astype(np.int8)
         for zp_in, zp_out, relu in ((0, 0, False), (-11, 5, False), (-128, -128, True), (127, 127, False), (127, -20, True)):
-            op = _conv(rng, cin, cout, k, stride, groups, zp_in, zp_out, relu)
+            op = random_conv(rng, cin, cout, k, stride, groups, zp_in, zp_out, relu)
             assert c_conv2d(lib, op, x).tolist() == I.conv2d(op, x).tolist()
         # no padding, and small multipliers / shifts (saturation both ways)
-        op = _conv(rng, cin, cout, k, stride, groups, 3, 0, pad=0)
+        op = random_conv(rng, cin, cout, k, stride, groups, 3, 0, pad=0)
         op.shift[:] = rng.integers(1, 12, cout)
         assert c_conv2d(lib, op, x).tolist() == I.conv2d(op, x).tolist()
 
@@ -523,7 +510,7 @@ def test_conv_with_realistic_scales(lib, cin, cout, k, stride, groups):
     rng = np.random.default_rng(7 * cin + cout + k)
     x = rng.integers(-128, 128, (9, 13, cin)).astype(np.int8)
     for zp_in, zp_out, relu in ((0, 0, False), (-11, 3, False), (-128, -128, True)):
-        op = _conv(rng, cin, cout, k, stride, groups, zp_in, zp_out, relu)
+        op = random_conv(rng, cin, cout, k, stride, groups, zp_in, zp_out, relu)
         op.bias[:] = rng.integers(-2000, 2000, cout)
         acc_scale = np.sqrt(k * k * cin // groups) * 128 * 73  # typical |sum of products|
         mults = [quantize_multiplier(float(v)) for v in 40.0 / acc_scale * rng.uniform(0.5, 1.5, cout)]
@@ -542,7 +529,7 @@ def test_conv_largest_accumulator(lib, k, groups):
     rng = np.random.default_rng(k + groups)
     for value, zp in ((-128, 127), (127, -128)):
         x = np.full((5, 6, 64), value, np.int8)
-        op = _conv(rng, 64, 64 if groups > 1 else 4, k, 1, groups, zp, 0, extreme=True)
+        op = random_conv(rng, 64, 64 if groups > 1 else 4, k, 1, groups, zp, 0, extreme=True)
         taps = k * k * (64 // groups) * 255 * 127
         op.bias[:] = 2**30 - 1 - taps
         op.bias[1::2] = -(2**30) + taps
@@ -576,7 +563,7 @@ def test_conv1x1_pixels_and_in_place(lib, cin, cout):
     n = 13
     x = rng.integers(-128, 128, (1, n, cin)).astype(np.int8)
     for zp_in, zp_out, relu in ((-128, -128, True), (127, 3, False), (7, -7, False)):
-        op = _conv(rng, cin, cout, 1, 1, 1, zp_in, zp_out, relu)
+        op = random_conv(rng, cin, cout, 1, 1, 1, zp_in, zp_out, relu)
         want = I.conv2d(op, x).reshape(n, cout)
         keep = Keep()
         cp = conv_struct(op, keep)
@@ -905,10 +892,10 @@ def _mb_ops(rng, cin, hidden, cout, k, stride, expand, residual):
     ops = []
     zp = int(rng.integers(-128, 128))
     if expand:
-        ops.append(_conv(rng, cin, hidden, 1, 1, 1, zp, -128, relu=True))
+        ops.append(random_conv(rng, cin, hidden, 1, 1, 1, zp, -128, relu=True))
     dw_in = ops[-1].zp_out if expand else zp
-    ops.append(_conv(rng, hidden, hidden, k, stride, hidden, dw_in, -128, relu=True))
-    ops.append(_conv(rng, hidden, cout, 1, 1, 1, -128, int(rng.integers(-128, 128))))
+    ops.append(random_conv(rng, hidden, hidden, k, stride, hidden, dw_in, -128, relu=True))
+    ops.append(random_conv(rng, hidden, cout, 1, 1, 1, -128, int(rng.integers(-128, 128))))
     add = IAdd("add", ["x", "p"], zp_a=zp, zp_b=ops[-1].zp_out, mult_a=int(rng.integers(2**29, 2**30)), mult_b=int(rng.integers(2**29, 2**30)),
                shift=31, zp_out=int(rng.integers(-20, 20))) if residual else None
     return zp, ops, add

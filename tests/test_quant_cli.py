@@ -8,29 +8,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from facedet.cli import app
 from facedet.inference import Detector
 from facedet.quant import interpreter
 from facedet.quant.qfile import load_program
+from tests.clitools import one_line_error, run
 from tests.conftest import make_image
 
-runner = CliRunner()
 DATA = Path(__file__).parent / "data"
 
 
-def run(*args):
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
 
 
-def one_line_error(result, needle):
-    errs = [l for l in result.stderr.replace("\r", "\n").splitlines() if l.startswith("error:")]
-    assert errs and needle in errs[-1], result.output
-    assert "Traceback" not in result.output
-    assert result.exit_code != 0
 
 
 @pytest.fixture(scope="module")

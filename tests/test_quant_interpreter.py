@@ -6,21 +6,8 @@ import pytest
 from facedet.quant import interpreter as I
 from facedet.quant.program import IAdd, ICell, IConv2d, IL2Norm, IMaxOut, IReplicatePad, IRNNPool
 from tests import quant_oracles as O
+from tests.quant_oracles import random_conv
 
-
-def _conv(rng, cin, cout, k, stride, groups, zp_in, zp_out, relu=False, extreme=False):
-    cg = cin // groups
-    if extreme:
-        weight = np.full((cout, k, k, cg), 127, np.int8)
-        weight[::2] = -127
-    else:
-        weight = rng.integers(-127, 128, (cout, k, k, cg)).astype(np.int8)
-    return IConv2d(
-        "c", ["x"], in_channels=cin, out_channels=cout, kernel=k, stride=stride, padding=(k - 1) // 2, groups=groups,
-        zp_in=zp_in, zp_out=zp_out, act_min=zp_out if relu else -128, act_max=min(127, zp_out + 200) if relu else 127, relu6=int(relu),
-        weight=weight, bias=rng.integers(-(2**20), 2**20, cout).astype(np.int32),
-        multiplier=rng.integers(2**30, 2**31, cout).astype(np.int32), shift=rng.integers(20, 40, cout).astype(np.int32),
-    )
 
 
 @pytest.mark.parametrize("cin,cout,k,stride,groups", [(1, 4, 3, 2, 1), (8, 6, 1, 1, 1), (6, 6, 3, 1, 6), (6, 6, 3, 2, 6), (5, 4, 3, 1, 1), (4, 3, 5, 1, 1)])
@@ -28,7 +15,7 @@ def test_conv2d_matches_oracle(cin, cout, k, stride, groups):
     rng = np.random.default_rng(cin * 100 + cout + k + stride)
     x = rng.integers(-128, 128, (7, 9, cin)).astype(np.int8)
     for zp_in, zp_out, relu in ((0, 0, False), (-11, 5, False), (-128, -128, True)):
-        op = _conv(rng, cin, cout, k, stride, groups, zp_in, zp_out, relu)
+        op = random_conv(rng, cin, cout, k, stride, groups, zp_in, zp_out, relu)
         got = I.conv2d(op, x)
         assert got.dtype == np.int8
         assert got.tolist() == O.conv2d(op, x.tolist())
@@ -39,7 +26,7 @@ def test_conv2d_largest_accumulator():
     rng = np.random.default_rng(1)
     for value, zp in ((-128, 127), (127, -128)):
         x = np.full((5, 5, 64), value, np.int8)
-        op = _conv(rng, 64, 4, 3, 1, 1, zp, 0, extreme=True)
+        op = random_conv(rng, 64, 4, 3, 1, 1, zp, 0, extreme=True)
         op.bias[:] = 2**30 - 1 - 9 * 64 * 255 * 127  # together with the taps: just below 2^30
         got = I.conv2d(op, x)
         assert got.tolist() == O.conv2d(op, x.tolist())

@@ -123,7 +123,7 @@ def run_firmware(
     from facedet.detector import build_model
     from facedet.firmware import runner
     from facedet.firmware.report import update_memory_report
-    from facedet.imageio import collect_inputs, is_video, read_image
+    from facedet.imageio import collect_inputs, is_video, iter_images
     from facedet.quant import interpreter
     from facedet.quant.qfile import load_program
 
@@ -142,14 +142,13 @@ def run_firmware(
     report = FirmwareReport()
     stack = 0
     progress = progress or (lambda it, **kw: it)
-    for f in progress(files, total=len(files), desc=f"firmware ({target})"):
-        try:
-            image = read_image(f)
-        except FacedetError as exc:
-            report.failures.append((f, str(exc)))
-            if on_error:
-                on_error(f, str(exc))
-            continue
+
+    def failed(f: Path, message: str) -> None:
+        report.failures.append((f, message))
+        if on_error:
+            on_error(f, message)
+
+    for f, image in iter_images(progress(files, total=len(files), desc=f"firmware ({target})"), failed):
         x, sx, sy, mode = fit_frame(image, bundle, spec)
         frame = interpreter.quantize_frame(x, qin[0], qin[1])
         run = runner.run(

@@ -117,7 +117,7 @@ def quantize_weights(
     usable the call fails.  ``progress(iterable, total=, desc=)`` wraps the loops.
     """
     from facedet.cli_common import check_output_file
-    from facedet.imageio import read_image
+    from facedet.imageio import iter_images, read_image
     from facedet.inference import Detector
     from facedet.quant import interpreter
     from facedet.quant.calibrate import RangeObserver, observe_float
@@ -145,14 +145,13 @@ def quantize_weights(
     report = QuantizeReport(out)
     observer = RangeObserver()
     usable: list[Path] = []
-    for f in progress(files, total=len(files), desc="calibrate"):
-        try:
-            image = read_image(f)
-        except FacedetError as exc:
-            report.skipped.append((f, str(exc)))
-            if on_skip:
-                on_skip(f, str(exc))
-            continue
+
+    def skip(f: Path, message: str) -> None:
+        report.skipped.append((f, message))
+        if on_skip:
+            on_skip(f, message)
+
+    for f, image in iter_images(progress(files, total=len(files), desc="calibrate"), skip):
         usable.append(f)
         for x in pyramid_inputs(det, image):
             observe_float(graph, x, observer)

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from facedet import __version__
-from facedet.errors import FacedetError
+from facedet.errors import FacedetError, short_error
 from facedet.fileutil import atomic_path
 from facedet.quant.program import Program
 
@@ -106,27 +106,14 @@ def load_program(path: str | Path, meta: dict[str, str] | None = None) -> tuple[
     try:
         arrays = load_file(str(path))
     except Exception as exc:
-        raise FacedetError(f"{path} is truncated or corrupt ({_short(exc)})") from None
+        raise FacedetError(f"{path} is truncated or corrupt ({short_error(exc)})") from None
     program_json = meta.get("program", "")
     if checksum(program_json, arrays) != meta.get("checksum"):
         raise FacedetError(f"{path} fails its checksum: the file was modified or damaged")
     try:
         program = Program.from_json_and_arrays(json.loads(program_json), arrays)
     except (ValueError, KeyError, TypeError) as exc:
-        raise FacedetError(f"{path}: malformed integer program ({_short(exc)})") from None
+        raise FacedetError(f"{path}: malformed integer program ({short_error(exc)})") from None
     if program.arch != meta.get("arch"):
         raise FacedetError(f"{path}: program is for '{program.arch}' but the header says '{meta.get('arch')}'")
     return program, meta
-
-
-def quantization_summary(meta: dict[str, str]) -> dict[str, Any]:
-    try:
-        value = json.loads(meta.get("quantization", "{}"))
-    except json.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def _short(exc: Exception) -> str:
-    text = " ".join(str(exc).split())
-    return text[:160] if text else type(exc).__name__
