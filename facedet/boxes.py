@@ -3,7 +3,7 @@
 **The box contract.** Everywhere inside facedet a box is ``[x1, y1, x2, y2]`` in
 float pixels: ``(x1, y1)`` is the top-left corner, ``(x2, y2)`` the bottom-right
 corner, ``x2 >= x1`` and ``y2 >= y1``, width ``x2 - x1`` (no "+1").  A set of
-boxes is a ``Tensor[N, 4]`` (or ``ndarray[N, 4]`` in the NumPy helpers).
+boxes is an ``[N, 4]`` torch tensor or NumPy array: every function here takes both.
 Other layouts exist only at the edges of the program and are converted here:
 
 * ``xywh``  -- ``[x, y, w, h]`` (WIDER FACE annotation and prediction files),
@@ -11,15 +11,15 @@ Other layouts exist only at the edges of the program and are converted here:
 
 The official WIDER evaluation (and S3FD's box voting) measure a box as
 ``x2 - x1 + 1`` pixels wide; :func:`box_iou` takes that as ``plus_one=True``.
-This module is the one implementation of IoU and of NMS in facedet; both take
-torch tensors or NumPy arrays.
+This module is the one implementation of IoU and of NMS in facedet; it imports
+no torch (see :mod:`facedet.arrays`).
 """
 
 from __future__ import annotations
 
 import numpy as np
-import torch
-from torch import Tensor
+
+from facedet.arrays import is_tensor, namespace
 
 __all__ = [
     "box_area",
@@ -33,19 +33,19 @@ __all__ = [
 ]
 
 
-def box_area(boxes: Tensor) -> Tensor:
+def box_area(boxes):
     """Area of each box.
 
     Args:
-        boxes: ``Tensor[N, 4]`` xyxy.
+        boxes: ``[N, 4]`` xyxy, a tensor or an array.
     Returns:
-        ``Tensor[N]``; degenerate boxes (x2 < x1) have area 0.
+        ``[N]`` of the same kind; degenerate boxes (x2 < x1) have area 0.
     """
-    wh = (boxes[:, 2:] - boxes[:, :2]).clamp(min=0)
+    wh = (boxes[:, 2:] - boxes[:, :2]).clip(min=0)
     return wh[:, 0] * wh[:, 1]
 
 
-def box_iou(boxes1: Tensor | np.ndarray, boxes2: Tensor | np.ndarray, *, plus_one: bool = False) -> Tensor | np.ndarray:
+def box_iou(boxes1, boxes2, *, plus_one: bool = False):
     """Pairwise intersection over union.
 
     Args:
@@ -59,13 +59,15 @@ def box_iou(boxes1: Tensor | np.ndarray, boxes2: Tensor | np.ndarray, *, plus_on
         ``[N, M]``: a tensor for tensors; ``float64`` NumPy otherwise.  The IoU of
         boxes with an empty union is 0, not NaN.
     """
-    if isinstance(boxes1, Tensor):
-        xp, a, b = torch, boxes1, boxes2
-    else:
-        xp = np
-        a = np.asarray(boxes1, dtype=np.float64).reshape(-1, 4)
-        b = np.asarray(boxes2, dtype=np.float64).reshape(-1, 4)
-    one = 1 if plus_one else 0
+    if not is_tensor(boxes1):
+        boxes1 = np.asarray(boxes1, dtype=np.float64).reshape(-1, 4)
+        boxes2 = np.asarray(boxes2, dtype=np.float64).reshape(-1, 4)
+    return _overlap(boxes1, boxes2, 1 if plus_one else 0)
+
+
+def _overlap(a, b, one: int):
+    """:func:`box_iou` in the operands' own type and dtype (what :func:`nms` compares)."""
+    xp = namespace(a)
     iw = xp.minimum(a[:, None, 2], b[None, :, 2]) - xp.maximum(a[:, None, 0], b[None, :, 0]) + one
     ih = xp.minimum(a[:, None, 3], b[None, :, 3]) - xp.maximum(a[:, None, 1], b[None, :, 1]) + one
     inter = xp.where((iw > 0) & (ih > 0), iw * ih, xp.zeros_like(iw))
@@ -76,40 +78,40 @@ def box_iou(boxes1: Tensor | np.ndarray, boxes2: Tensor | np.ndarray, *, plus_on
     return xp.where(nonempty, inter / xp.where(nonempty, union, xp.ones_like(union)), xp.zeros_like(inter))
 
 
-def xywh_to_xyxy(boxes: Tensor | np.ndarray) -> Tensor | np.ndarray:
+def xywh_to_xyxy(boxes):
     """``[N, 4]`` xywh -> ``[N, 4]`` xyxy (same type as the input)."""
-    out = boxes.clone() if isinstance(boxes, Tensor) else np.array(boxes, dtype=np.float64 if boxes.dtype.kind != "f" else boxes.dtype, copy=True)
+    out = boxes.clone() if is_tensor(boxes) else np.array(boxes, dtype=np.float64 if boxes.dtype.kind != "f" else boxes.dtype, copy=True)
     out[:, 2:] = boxes[:, :2] + boxes[:, 2:]
     return out
 
 
-def xyxy_to_xywh(boxes: Tensor | np.ndarray) -> Tensor | np.ndarray:
+def xyxy_to_xywh(boxes):
     """``[N, 4]`` xyxy -> ``[N, 4]`` xywh (same type as the input)."""
-    out = boxes.clone() if isinstance(boxes, Tensor) else np.array(boxes, copy=True)
+    out = boxes.clone() if is_tensor(boxes) else np.array(boxes, copy=True)
     out[:, 2:] = boxes[:, 2:] - boxes[:, :2]
     return out
 
 
-def cxcywh_to_xyxy(boxes: Tensor) -> Tensor:
-    """``Tensor[N, 4]`` centre form -> ``Tensor[N, 4]`` xyxy."""
+def cxcywh_to_xyxy(boxes):
+    """``[..., 4]`` centre form -> ``[..., 4]`` xyxy (same type as the input)."""
     half = boxes[..., 2:] / 2
-    return torch.cat([boxes[..., :2] - half, boxes[..., :2] + half], dim=-1)
+    return namespace(boxes).concatenate([boxes[..., :2] - half, boxes[..., :2] + half], axis=-1)
 
 
-def xyxy_to_cxcywh(boxes: Tensor) -> Tensor:
-    """``Tensor[N, 4]`` xyxy -> ``Tensor[N, 4]`` centre form."""
-    return torch.cat([(boxes[..., :2] + boxes[..., 2:]) / 2, boxes[..., 2:] - boxes[..., :2]], dim=-1)
+def xyxy_to_cxcywh(boxes):
+    """``[..., 4]`` xyxy -> ``[..., 4]`` centre form (same type as the input)."""
+    return namespace(boxes).concatenate([(boxes[..., :2] + boxes[..., 2:]) / 2, boxes[..., 2:] - boxes[..., :2]], axis=-1)
 
 
-def clip_boxes(boxes: Tensor, height: int, width: int) -> Tensor:
-    """Clip ``Tensor[N, 4]`` xyxy boxes to the image ``[0, width] x [0, height]``."""
-    out = boxes.clone()
-    out[:, 0::2] = out[:, 0::2].clamp(0, width)
-    out[:, 1::2] = out[:, 1::2].clamp(0, height)
+def clip_boxes(boxes, height: int, width: int):
+    """Clip ``[N, 4]`` xyxy boxes to the image ``[0, width] x [0, height]`` (a copy, same type)."""
+    out = boxes.clone() if is_tensor(boxes) else np.array(boxes, copy=True)
+    out[:, 0::2] = out[:, 0::2].clip(0, width)
+    out[:, 1::2] = out[:, 1::2].clip(0, height)
     return out
 
 
-def nms(boxes: Tensor | np.ndarray, scores: Tensor | np.ndarray, iou_threshold: float, block_size: int = 128) -> Tensor | np.ndarray:
+def nms(boxes, scores, iou_threshold: float, block_size: int = 128):
     """Greedy non-maximum suppression, vectorised.
 
     Boxes are visited in order of decreasing score (ties: lower index first); a
@@ -119,13 +121,18 @@ def nms(boxes: Tensor | np.ndarray, scores: Tensor | np.ndarray, iou_threshold: 
     for each block,
 
     1. boxes overlapping a box already kept in an earlier block are dropped
-       (one matrix-vector product), then
+       (one IoU matrix against the kept boxes), then
     2. the block's own keep mask is the fixed point of
        ``keep[j] = not any(keep[i] and over[i, j] for i ranked before j)``,
        iterated from "keep everything": after ``k`` steps the first ``k``
        ranks are final, and the only fixed point is the greedy answer.  It is
        reached after as many steps as the longest suppression chain, which
        blocks keep short even for dense, grid-like candidates.
+
+    It runs in NumPy.  IoUs are computed in the boxes' own precision: a
+    tensor's dtype (float32 or float64; other float types as float32), float64
+    for anything else -- so a float32 tensor gives the same IoUs, and the same
+    answer, as the float32 arithmetic of torch would.
 
     Args:
         boxes: ``[N, 4]`` xyxy, a tensor or a NumPy array.
@@ -134,33 +141,42 @@ def nms(boxes: Tensor | np.ndarray, scores: Tensor | np.ndarray, iou_threshold: 
         block_size: boxes per block (a speed knob; the result does not depend on it).
     Returns:
         int64 indices into ``boxes`` of the kept boxes, sorted by decreasing
-        score: a ``Tensor[K]`` for tensors, an ``ndarray[K]`` for arrays.
+        score: a ``Tensor[K]`` (on the boxes' device) for tensors, an ``ndarray[K]`` for arrays.
     """
-    if not isinstance(boxes, Tensor):
-        keep = nms(torch.from_numpy(np.asarray(boxes, dtype=np.float64).reshape(-1, 4)), torch.from_numpy(np.asarray(scores, dtype=np.float64).reshape(-1)), iou_threshold, block_size)
-        return keep.numpy()
-    if boxes.numel() == 0:
-        return torch.zeros(0, dtype=torch.int64, device=boxes.device)
+    if is_tensor(boxes):
+        import torch
+
+        dtype = boxes.dtype if boxes.dtype in (torch.float32, torch.float64) else torch.float32
+        b = boxes.detach().to("cpu", dtype).numpy().reshape(-1, 4)
+        s = scores.detach().to("cpu", dtype).numpy().reshape(-1)
+        return torch.from_numpy(_greedy(b, s, iou_threshold, block_size)).to(boxes.device)
+    return _greedy(np.asarray(boxes, dtype=np.float64).reshape(-1, 4), np.asarray(scores, dtype=np.float64).reshape(-1), iou_threshold, block_size)
+
+
+def _greedy(boxes: np.ndarray, scores: np.ndarray, threshold: float, block_size: int) -> np.ndarray:
+    """:func:`nms` on NumPy arrays of one dtype."""
+    if len(boxes) == 0:
+        return np.zeros(0, dtype=np.int64)
     # Stable sort so that equal scores keep their input order (like the oracle).
-    order = torch.sort(scores, descending=True, stable=True).indices
+    order = np.argsort(-scores, kind="stable")
     b = boxes[order]
     n = b.shape[0]
-    keep = torch.zeros(n, dtype=torch.bool, device=boxes.device)
+    keep = np.zeros(n, dtype=bool)
     for start in range(0, n, block_size):
         stop = min(start + block_size, n)
         blk = b[start:stop]
-        alive = torch.ones(stop - start, dtype=torch.bool, device=boxes.device)
+        alive = np.ones(stop - start, dtype=bool)
         if start > 0:
             kept_before = b[:start][keep[:start]]
-            if kept_before.numel():
-                alive = ~(box_iou(kept_before, blk) > iou_threshold).any(0)
+            if len(kept_before):
+                alive = ~(_overlap(kept_before, blk, 0) > threshold).any(0)
         # over[i, j]: rank i of the block would suppress rank j (i < j only).
-        over = ((box_iou(blk, blk) > iou_threshold).triu_(diagonal=1) & alive[:, None]).to(torch.float32)
-        cur = alive.clone()
+        over = np.triu(_overlap(blk, blk, 0) > threshold, k=1) & alive[:, None]
+        cur = alive.copy()
         while True:
-            new = alive & ~((cur.to(torch.float32) @ over) > 0)
-            if torch.equal(new, cur):
+            new = alive & ~over[cur].any(0)
+            if np.array_equal(new, cur):
                 break
             cur = new
         keep[start:stop] = cur
-    return order[keep]
+    return order[keep].astype(np.int64)

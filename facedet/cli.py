@@ -16,6 +16,7 @@ from facedet.cli_common import (
     EXIT_USAGE,
     OneLineErrors,
     atomic_write_text,
+    backend_option,
     check_output_file,
     check_score_threshold,
     check_unit_interval,
@@ -24,6 +25,7 @@ from facedet.cli_common import (
     handle_errors,
     nms_threshold_option,
     pyramid_option,
+    threads_option,
     threshold_option,
     warn,
 )
@@ -60,10 +62,6 @@ def _min_side(arch: str) -> int:
     return build_model(arch).min_input_side()
 
 
-def _min_side_text() -> str:
-    return f"{_min_side(DEFAULT_ARCH)} for {DEFAULT_ARCH}"
-
-
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"facedet {__version__}")
@@ -78,10 +76,10 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
     tune_allocator()
 
 
-def _load_detector(weights: Optional[Path], arch: Optional[str], int8: bool = False):
+def _load_detector(weights: Optional[Path], arch: Optional[str], int8: bool = False, backend: str = "auto", threads: Optional[int] = None):
     from facedet.inference import Detector
 
-    return Detector.load(weights, arch, quantized=int8)
+    return Detector.load(weights, arch, quantized=int8, backend=backend, threads=threads, on_warning=warn)
 
 
 INT8_HELP = "Run the shipped integer model (rnnpool_face_m4_int8.safetensors) instead of the float weights; a quantized --weights file is recognised without it."
@@ -106,6 +104,8 @@ def detect(
     force: bool = force_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the per-image summary."),
     max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels", min=1, help=MAX_PIXELS_HELP, metavar="N"),
+    backend: str = backend_option(),
+    threads: int = threads_option(),
 ) -> None:
     """Detect faces in images, folders and video files.
 
@@ -117,7 +117,7 @@ def detect(
 
     check_score_threshold("--threshold", threshold)
     check_unit_interval("--nms-threshold", nms_threshold)
-    detector = _load_detector(weights, _check_arch(arch), int8)
+    detector = _load_detector(weights, _check_arch(arch), int8, backend, threads)
     opts = DetectOptions(threshold, nms_threshold, max_faces, json_out, csv_out, wider_txt, save, recursive, force, pyramid, max_pixels)
     report = run_detect(paths, detector, opts, on_error=lambda f, msg: error(msg if str(f) in msg else f"{f}: {msg}"), on_warning=warn)
     if json_out == "-":
@@ -143,6 +143,8 @@ def webcam(
     threshold: float = threshold_option(),
     nms_threshold: float = nms_threshold_option(),
     pyramid: bool = pyramid_option(),
+    backend: str = backend_option(),
+    threads: int = threads_option(),
 ) -> None:
     """Live detection from a camera, with boxes and FPS drawn. Press q to quit."""
     from facedet.webcam import close_windows, display_error, has_display, open_camera, opencv_window, run_live
@@ -152,7 +154,7 @@ def webcam(
     no_window = "; use 'facedet detect' on a video file instead"
     if not has_display():
         raise FacedetError("no display available (DISPLAY/WAYLAND_DISPLAY is not set)" + no_window)
-    detector = _load_detector(weights, _check_arch(arch), int8)
+    detector = _load_detector(weights, _check_arch(arch), int8, backend, threads)
     capture = open_camera(camera)
     problem = display_error()
     if problem is not None:
@@ -170,7 +172,7 @@ def webcam(
 def profile(
     arch: Optional[str] = typer.Option(None, "--arch", help=ARCH_HELP + f". Default: {DEFAULT_ARCH}, or the architecture of --weights."),
     weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="A weights file (float or quantized): profile its architecture; a quantized file also reports its parameter bytes."),
-    height: Optional[int] = typer.Option(None, "--height", help=f"Input height, at least the architecture's smallest input side ({_min_side_text()}). Default: the model's nominal size."),
+    height: Optional[int] = typer.Option(None, "--height", help="Input height, at least the architecture's smallest input side (a smaller one is refused, naming it). Default: the model's nominal size."),
     width: Optional[int] = typer.Option(None, "--width", help="Input width, with the same minimum as --height. Default: the model's nominal size."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Write the profile as JSON to FILE, or '-' for stdout.", metavar="FILE|-"),
     force: bool = force_option("Overwrite an existing JSON file."),
@@ -244,6 +246,35 @@ def quantize(
     errors = ", ".join(f"{k} {m:.4f}" for k, (m, _) in report.errors.items())
     typer.echo(f"calibrated on {report.images} images ({report.inputs} pyramid inputs{skipped}); mean |error| against float on them: {errors}")
     typer.echo(f"wrote {report.out}")
+
+
+@app.command("export-onnx")
+@handle_errors
+def export_onnx(
+    out: Path = typer.Option(..., "--out", "-o", help="ONNX file to write.", show_default=False),
+    weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Float weights to export. Default: the shipped weights."),
+    height: Optional[int] = typer.Option(None, "--height", help="Fixed input height (with --width). Default: the model's nominal size."),
+    width: Optional[int] = typer.Option(None, "--width", help="Fixed input width (with --height)."),
+    dynamic: bool = typer.Option(False, "--dynamic", help="Any input size (and batch): symbolic height, width and batch. OpenCV 4.x reads only fixed sizes; OpenCV 5 and onnxruntime read both."),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset (11 or newer; 17 is read by onnxruntime >= 1.16 and OpenCV >= 4.8)."),
+    force: bool = force_option("Overwrite an existing output file."),
+) -> None:
+    """Write the float model as an ONNX graph of standard operators (RNNPool unrolled), for onnxruntime or OpenCV's DNN module.
+
+    Input: the normalised image float32[N, C, H, W] (as facedet prepares it); outputs: conf [N, P, 2]
+    logits and loc [N, P, 4] box offsets, as the torch model's.  With onnxruntime installed the file
+    is checked against torch (max difference 1e-4) before it is written.
+    """
+    from facedet.onnx_export import export_onnx as run_export
+
+    report = run_export(weights, out, height=height, width=width, dynamic=dynamic, opset=opset, force=force)
+    shape = "any size (dynamic)" if report.height is None else f"{report.height}x{report.width}"
+    typer.echo(f"wrote {report.out}: {report.arch}, input {shape}, opset {report.opset}")
+    if report.max_abs_diff is None:
+        typer.echo("not checked against torch (onnxruntime is not installed)")
+    else:
+        d = report.max_abs_diff
+        typer.echo(f"onnxruntime vs torch: max |difference| conf {d['conf']:.2g}, loc {d['loc']:.2g}")
 
 
 @app.command("export-firmware")

@@ -178,6 +178,29 @@ def pyramid_option(help: str = PYRAMID_HELP) -> Any:
     return typer.Option(True, "--pyramid/--single-scale", help=help)
 
 
+BACKEND_HELP = (
+    "What runs float weights: auto (onnxruntime when it is installed -- no torch import once the weights "
+    "are exported to the cache, which makes a one-photo run 4x quicker to finish -- else torch), torch, or "
+    "onnxruntime (the package's onnx extra: pip install onnxruntime onnx). An integer model always runs "
+    "in the integer interpreter."
+)
+# Threads of the network backend (torch, onnxruntime intra-op, the integer interpreter).  One thread
+# by measurement (docs/onnx.md, "Threads"): on a 2-core machine a second thread gains little when
+# the machine is idle and costs up to 12x when other processes load it.
+DEFAULT_THREADS = 1
+THREADS_HELP = "Threads the network may use (torch, onnxruntime, or the integer interpreter). More help only on an otherwise idle machine with spare cores."
+
+
+def backend_option(help: str = BACKEND_HELP) -> Any:
+    """``--backend``: auto, torch or onnxruntime (checked by :func:`facedet.backends.resolve_backend`)."""
+    return typer.Option("auto", "--backend", help=help, metavar="auto|torch|onnxruntime")
+
+
+def threads_option(help: str = THREADS_HELP) -> Any:
+    """``--threads N``, at least 1, default :data:`DEFAULT_THREADS`."""
+    return typer.Option(DEFAULT_THREADS, "--threads", min=1, help=help, metavar="N")
+
+
 def force_option(help: str = "Overwrite existing output files.") -> Any:
     """``--force``: a plain flag in every command (there is no ``--no-force``)."""
     return typer.Option(False, "--force", help=help)

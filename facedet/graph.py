@@ -13,7 +13,12 @@ stops after the last tapped layer.  Nothing a tool needs lives only inside a
 * the profiler counts MACs and activation bytes per op
   (:func:`facedet.profile.profile`),
 * the quantizer turns each op into one integer op (:mod:`facedet.quant`),
-* the firmware exporter schedules the same ops in C (:mod:`facedet.firmware`).
+* the firmware exporter schedules the same ops in C (:mod:`facedet.firmware`),
+* the ONNX writer spells them as standard ONNX operators (:mod:`facedet.onnx_export`).
+
+The graph module itself imports no torch: a structure-only graph (no
+parameters, :meth:`Graph.structure` / :meth:`Graph.from_structure`) gives
+shapes and priors to the backends that run without torch.
 
 Tensor layout inside the graph is ``[H, W, C]`` (one image, channels last, as
 the integer program and the C code store it); convolution weights are
@@ -24,35 +29,22 @@ rounding (tested), which is how calibration observes every op's output.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Callable, Iterator
 
 import numpy as np
-from torch import nn
 
 Shape = tuple[int, int, int]  # (H, W, C)
 
 
-class Block(nn.Module):
-    """The protocol every backbone layer and head answers.
+def __getattr__(name: str):
+    # Block is a torch module (facedet.block); this module itself imports without torch, so that
+    # shapes, priors and the ONNX writer work where torch is not loaded.
+    if name == "Block":
+        from facedet.block import Block
 
-    * ``output_size(h, w)``: spatial output size for an input of ``h x w``;
-    * ``out_channels``: output channels;
-    * ``lower(builder, name, x)``: append this block's primitive ops (named
-      ``name`` or ``name.<part>``) reading tensor ``x`` to ``builder``; return
-      the name of the block's output tensor;
-    * ``rnn_matrices()``: the recurrent weight matrices by name (what
-      sparsification thresholds); empty for blocks without RNNs.
-    """
-
-    def output_size(self, height: int, width: int) -> tuple[int, int]:
-        raise NotImplementedError
-
-    def lower(self, builder: "GraphBuilder", name: str, x: str) -> str:
-        raise NotImplementedError
-
-    def rnn_matrices(self) -> dict[str, nn.Parameter]:
-        return {}
+        return Block
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -282,6 +274,49 @@ class Graph:
     def outputs(self) -> list[str]:
         return [n for h in self.heads for n in (h.conf, h.loc)]
 
+    def head_sizes(self, height: int, width: int) -> list[tuple[int, int]] | None:
+        """Spatial size ``(fh, fw)`` of each head's output map; None if the input is too small."""
+        shapes = self.shapes(height, width)
+        return None if shapes is None else [shapes[h.conf][:2] for h in self.heads]
+
+    def min_input_side(self) -> int:
+        """Smallest ``s`` such that an ``s x s`` input gives every op a non-empty map."""
+        return next(s for s in range(1, 4096) if self.shapes(s, s) is not None)
+
+    # ------------------------------------------------------------ structure as JSON
+
+    def structure(self) -> dict:
+        """The graph without its parameters, as JSON-able data (:meth:`from_structure` reads it back).
+
+        Enough for shapes, priors and costs; this is how a graph travels with
+        an exported model (the ONNX file's metadata).
+        """
+        ops = []
+        for op in self.ops:
+            entry = {"kind": op.kind}
+            entry.update({f.name: getattr(op, f.name) for f in fields(op) if f.name not in PARAMETER_FIELDS})
+            ops.append(entry)
+        return {"input": self.input, "in_channels": self.in_channels, "ops": ops, "heads": [[h.conf, h.loc] for h in self.heads]}
+
+    @classmethod
+    def from_structure(cls, doc: dict) -> "Graph":
+        """A structure-only graph (``weights=False``) from :meth:`structure`'s data; ValueError if malformed."""
+        try:
+            ops = []
+            for entry in doc["ops"]:
+                kind = entry["kind"]
+                if kind not in OP_KINDS:
+                    raise ValueError(f"unknown op kind {kind!r}")
+                ops.append(OP_KINDS[kind](**{k: v for k, v in entry.items() if k != "kind"}))
+            heads = [HeadOutput(str(c), str(loc)) for c, loc in doc["heads"]]
+            return cls(str(doc["input"]), int(doc["in_channels"]), ops, heads, weights=False)
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"malformed graph structure ({type(exc).__name__}: {exc})") from None
+
+
+OP_KINDS: dict[str, type[Op]] = {cls.kind: cls for cls in (Conv2d, RNNPool, ReplicatePad, Add, L2Norm, MaxOut)}
+PARAMETER_FIELDS = ("weight", "bias", "rnn1", "rnn2")  # what a structure-only graph leaves out
+
 
 class GraphBuilder:
     """What :meth:`Block.lower` writes into: the graph plus whether to copy weights."""
@@ -370,7 +405,13 @@ def _torch_op(op: Op, inputs):
 
 
 def _torch_rnnpool(op: RNNPool):
-    """A torch RNNPool module carrying the op's parameters (inference only)."""
+    """The op as a function of the input map (inference only)."""
+    pool = _torch_rnnpool_module(op)
+    return lambda x: pool.forward_map(x, op.patch, op.stride)
+
+
+def _torch_rnnpool_module(op: RNNPool):
+    """A torch RNNPool module carrying the op's parameters (inference only: no gradients)."""
     import torch
 
     from facedet.rnnpool.rnnpool import RNNPool as TorchRNNPool
@@ -385,7 +426,7 @@ def _torch_rnnpool(op: RNNPool):
             cell.zeta.fill_(p.zeta)
             cell.nu.fill_(p.nu)
     pool.requires_grad_(False)
-    return lambda x: pool.forward_map(x, op.patch, op.stride)
+    return pool
 
 
 def _sigmoid(v: float) -> float:

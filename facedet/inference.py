@@ -1,19 +1,29 @@
-"""The detection pipeline: image in, face boxes in original pixels out."""
+"""The detection pipeline: image in, face boxes in original pixels out.
+
+Nothing here imports torch: the network runs in a backend
+(:mod:`facedet.backends`), and only the torch backend loads torch.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
+from facedet.arrays import namespace
 from facedet.boxes import nms
-from facedet.detector import DEFAULT_ARCH, RNNPoolFace, build_model
+from facedet.detector import ARCHS, DEFAULT_ARCH
 from facedet.detector.postprocess import NMS_TOP_K, detect_boxes
+from facedet.detector.priors import prior_boxes
 from facedet.errors import FacedetError
 from facedet.preprocess import network_scale, normalize, resize, to_bgr8
-from facedet.weights import default_weights_path, is_quantized, load_weights, read_metadata
+from facedet.weights import default_weights_path, is_quantized, read_metadata
+
+if TYPE_CHECKING:  # pragma: no cover
+    from facedet.detector import RNNPoolFace
+    from facedet.graph import Graph
 
 DEFAULT_THRESHOLD = 0.8  # F1-best of {0.5, 0.8} for the shipped weights (weights/README.md)
 DEFAULT_NMS_THRESHOLD = 0.3
@@ -45,24 +55,51 @@ class Detections:
 
 
 class Detector:
-    """A model plus the pre- and post-processing it was trained with.
+    """A network backend plus the pre- and post-processing the model was trained with.
 
     Build with :meth:`load` (a float weights file, a quantized model file, or
-    the shipped default) or directly from a model (e.g. untrained, for tests).
-    With an integer ``program`` (``facedet quantize``) the network runs in the
-    integer interpreter instead of torch; ``model`` then only supplies the
-    architecture (priors, strides, minimum input), and everything around the
-    network -- resize, normalisation, decoding, NMS -- is the same code.
+    the shipped default, on the backend asked for) or directly from a torch
+    model (e.g. untrained, for tests): ``Detector(model)``.  With an integer
+    ``program`` (``facedet quantize``) the network runs in the integer
+    interpreter instead of torch; ``model`` then only supplies the
+    architecture.  Everything around the network -- resize, normalisation,
+    priors, decoding, NMS -- is the same code for every backend.
     """
 
-    def __init__(self, model: RNNPoolFace, metadata: dict[str, str] | None = None, device: str = "cpu", program=None) -> None:
-        self.model = model.to(device).eval()
+    def __init__(
+        self,
+        model: "RNNPoolFace | None" = None,
+        metadata: dict[str, str] | None = None,
+        device: str = "cpu",
+        program=None,
+        *,
+        backend=None,
+        arch: str | None = None,
+        structure: "Graph | None" = None,
+    ) -> None:
+        from facedet import backends
+
+        if backend is None:
+            if model is None:
+                raise TypeError("Detector needs a model or a backend")
+            backend = backends.IntBackend(program) if program is not None else backends.TorchBackend(model, device)
+        if model is not None:
+            arch, structure = model.spec.name, model.structure
+        if arch is None or structure is None:
+            raise TypeError("a Detector built from a backend needs arch and structure")
+        self.backend = backend
+        self._model = model
         self.metadata = metadata or {}
-        self.device = torch.device(device)
-        self.spec = model.spec
-        self.program = program
-        self._min_side = model.min_input_side()
-        self._priors: dict[tuple[int, int], torch.Tensor] = {}
+        self.device = device
+        self.spec = ARCHS[arch]
+        self.structure = structure
+        self._min_side = structure.min_input_side()
+        self._priors: dict[tuple[int, int], object] = {}
+
+    @property
+    def program(self):
+        """The integer program (None unless the network runs in the integer interpreter)."""
+        return getattr(self.backend, "program", None)
 
     @property
     def quantized(self) -> bool:
@@ -73,16 +110,46 @@ class Detector:
     def arch(self) -> str:
         return self.spec.name
 
+    @property
+    def model(self) -> "RNNPoolFace":
+        """The torch model; for other backends an untrained one of the architecture (imports torch)."""
+        if self._model is None:
+            from facedet.detector import build_model
+
+            self._model = build_model(self.arch)
+        return self._model
+
     @classmethod
-    def load(cls, weights: str | Path | None = None, arch: str | None = None, device: str = "cpu", quantized: bool = False) -> "Detector":
+    def load(
+        cls,
+        weights: str | Path | None = None,
+        arch: str | None = None,
+        device: str = "cpu",
+        quantized: bool = False,
+        *,
+        backend: str | None = None,
+        threads: int | None = None,
+        on_warning=None,
+    ) -> "Detector":
         """Load a weights file (float or quantized, recognised from its header).
 
-        With ``weights`` None, the shipped default: the float weights, or the
-        shipped integer model when ``quantized`` is set.
+        Args:
+            weights: the file; None: the shipped default -- the float weights,
+                or the shipped integer model when ``quantized`` is set.
+            arch: if given, the file must be for this architecture.
+            quantized: ``--int8``: the file must be an integer model.
+            backend: ``torch`` (None: the default), ``onnxruntime`` or ``auto``
+                for float weights (:func:`facedet.backends.resolve_backend`);
+                an integer model always runs in the integer interpreter.
+            threads: threads of the backend (None: its default).
+            on_warning: called with a one-line message for non-fatal problems.
         """
+        from facedet import backends
+
         if weights is None:
             arch = arch or DEFAULT_ARCH
-            build_model(arch)  # validates the name first
+            if arch not in ARCHS:
+                raise FacedetError(f"unknown architecture {arch!r}; choose one of: {', '.join(ARCHS)}")
             path = default_weights_path(arch, quantized=quantized)
             if path is None:
                 what = "quantized model is" if quantized else "weights are"
@@ -90,39 +157,62 @@ class Detector:
                 raise FacedetError(f"no {what} installed for '{arch}'; pass --weights FILE ({hint})")
             weights = path
         meta = read_metadata(weights)
-        if is_quantized(meta):
+        kind = backends.resolve_backend(backend, is_quantized(meta))
+        if kind == "int8":
             from facedet.quant.qfile import load_program
 
             if arch is not None and meta["arch"] != arch:
                 raise FacedetError(f"{weights} holds a quantized '{meta['arch']}' model, but --arch is '{arch}'")
             program, meta = load_program(weights, meta)
-            return cls(build_model(meta["arch"]), meta, device, program=program)
+            return cls(metadata=meta, backend=backends.IntBackend(program, threads), arch=program.arch, structure=backends.program_structure(program))
         if quantized:
             raise FacedetError(f"{weights} holds float weights; --int8 needs a quantized model (make one with 'facedet quantize')")
+        if arch is not None and meta["arch"] != arch:
+            raise FacedetError(f"{weights} holds '{meta['arch']}' weights, but --arch is '{arch}'")
+        if kind == "onnxruntime" and device == "cpu":
+            source = backends.onnx_model(weights, explicit=backend == "onnxruntime", on_warning=on_warning)
+            if source is not None:
+                net = backends.OnnxBackend(source, threads, cached=isinstance(source, Path))
+                name, structure = backends.onnx_structure(net.metadata, str(weights))
+                return cls(metadata=meta, backend=net, arch=name, structure=structure)
+        from facedet.weights import load_weights
+
         model, meta = load_weights(weights, arch)
-        return cls(model, meta, device)
+        return cls(model, meta, backend=backends.TorchBackend(model, device, threads, inference=True))
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The network on a prepared input ``[1, C, h, w]``: ``(conf [1, P, 2], loc [1, P, 4])``."""
-        if self.program is None:
-            return self.model(x)
-        from facedet.quant import interpreter
+    @property
+    def backend_name(self) -> str:
+        """``torch``, ``onnxruntime`` or ``int8``."""
+        return self.backend.name
 
-        qin = self.program.qparams[self.program.input_name]
-        frame = interpreter.quantize_frame(x[0].cpu().numpy(), qin.scale, qin.zero_point)
-        conf, loc = interpreter.dequantize_outputs(self.program, interpreter.run(self.program, frame))
-        return torch.from_numpy(conf)[None].to(self.device), torch.from_numpy(loc)[None].to(self.device)
+    def forward_array(self, x: np.ndarray):
+        """The network on a prepared input ``float32[1, C, h, w]``: ``(conf [P, 2], loc [P, 4])``
+        as the backend gives them (tensors for torch, NumPy arrays otherwise)."""
+        return self.backend.run(np.ascontiguousarray(x, dtype=np.float32))
 
-    def priors(self, height: int, width: int) -> torch.Tensor:
+    def forward(self, x):
+        """The network on a prepared input ``Tensor[1, C, h, w]``: ``(conf Tensor[1, P, 2], loc Tensor[1, P, 4])``."""
+        import torch
+
+        if self._model is not None and self.backend.name == "torch":
+            return self._model(x)
+        conf, loc = self.forward_array(x.detach().cpu().numpy())
+        return torch.as_tensor(conf)[None].to(x.device), torch.as_tensor(loc)[None].to(x.device)
+
+    def priors(self, height: int, width: int):
+        """Priors ``[P, 4]`` cxcywh pixels for an input of ``height x width``, of the backend's array kind."""
         key = (height, width)
         if key not in self._priors:
             if len(self._priors) > 32:
                 self._priors.clear()
-            self._priors[key] = self.model.priors(height, width).to(self.device)
+            sizes = self.structure.head_sizes(height, width)
+            if sizes is None:
+                raise FacedetError(f"input {height}x{width} is too small for '{self.arch}'")
+            self._priors[key] = self.backend.asarray(prior_boxes(sizes, self.spec.steps, self.spec.anchors))
         return self._priors[key]
 
-    def prepare(self, image: np.ndarray, scale: float | None = None):
-        """Image -> (network input ``Tensor[1, C, h, w]``, sx, sy)."""
+    def prepare_array(self, image: np.ndarray, scale: float | None = None) -> tuple[np.ndarray, float, float]:
+        """Image -> (network input ``float32[1, C, h, w]``, sx, sy)."""
         image = to_bgr8(image)
         h, w = image.shape[:2]
         if scale is None:
@@ -130,8 +220,14 @@ class Detector:
         if not (scale > 0 and np.isfinite(scale)):
             raise FacedetError(f"scale must be a positive number, got {scale}")
         r = resize(image, scale, self._min_side)
-        x = torch.from_numpy(normalize(r.image, self.spec.in_channels, self.spec.mean_bgr))[None]
-        return x.to(self.device), r.sx, r.sy
+        return normalize(r.image, self.spec.in_channels, self.spec.mean_bgr)[None], r.sx, r.sy
+
+    def prepare(self, image: np.ndarray, scale: float | None = None):
+        """Image -> (network input ``Tensor[1, C, h, w]`` on the detector's device, sx, sy)."""
+        import torch
+
+        x, sx, sy = self.prepare_array(image, scale)
+        return torch.from_numpy(x).to(self.device), sx, sy
 
     def pyramid_scales(self, height: int, width: int, levels: int = 3, upscale: float | None = PYRAMID_UPSCALE) -> list[float]:
         """Scales of the detection pyramid, largest first.
@@ -153,7 +249,6 @@ class Detector:
             scales.insert(0, upscale * base)
         return scales
 
-    @torch.inference_mode()
     def detect(
         self,
         image: np.ndarray,
@@ -191,7 +286,6 @@ class Detector:
         scales = self.pyramid_scales(h, w, upscale=upscale) if (pyramid and scale is None) else [scale]
         return self.detect_scales(image, scales, threshold=threshold, nms_threshold=nms_threshold, max_faces=max_faces, top_k=top_k)
 
-    @torch.inference_mode()
     def detect_scales(
         self,
         image: np.ndarray,
@@ -212,17 +306,23 @@ class Detector:
         image = to_bgr8(image)
         all_boxes, all_scores = [], []
         for s in scales:
-            x, sx, sy = self.prepare(image, s)
-            conf, loc = self.forward(x)
+            x, sx, sy = self.prepare_array(image, s)
+            conf, loc = self.forward_array(x)
             priors = self.priors(x.shape[2], x.shape[3])
-            boxes, scores = detect_boxes(conf[0], loc[0], priors, threshold=threshold, nms_threshold=nms_threshold, max_faces=max_faces, variances=self.spec.variances, top_k=top_k)
-            all_boxes.append(boxes / torch.tensor([sx, sy, sx, sy], dtype=boxes.dtype, device=boxes.device))
+            boxes, scores = detect_boxes(conf, loc, priors, threshold=threshold, nms_threshold=nms_threshold, max_faces=max_faces, variances=self.spec.variances, top_k=top_k)
+            all_boxes.append(boxes / self.backend.asarray(np.array([sx, sy, sx, sy], np.float32)))
             all_scores.append(scores)
-        boxes, scores = torch.cat(all_boxes), torch.cat(all_scores)
+        xp = namespace(all_boxes[0])
+        boxes, scores = xp.concatenate(all_boxes), xp.concatenate(all_scores)
         if len(scales) > 1 and len(scores):
             keep = nms(boxes, scores, nms_threshold)[:max_faces]
             boxes, scores = boxes[keep], scores[keep]
-        boxes = boxes.cpu().numpy().astype(np.float32).reshape(-1, 4)
+        boxes, scores = _numpy(boxes), _numpy(scores)
+        boxes = boxes.astype(np.float32).reshape(-1, 4)
         boxes[:, 0::2] = np.clip(boxes[:, 0::2], 0, w)
         boxes[:, 1::2] = np.clip(boxes[:, 1::2], 0, h)
-        return Detections(boxes, scores.cpu().numpy().astype(np.float32), w, h)
+        return Detections(boxes, scores.astype(np.float32), w, h)
+
+
+def _numpy(a) -> np.ndarray:
+    return a.cpu().numpy() if hasattr(a, "cpu") else np.asarray(a)

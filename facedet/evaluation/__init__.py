@@ -8,17 +8,25 @@
 * :mod:`facedet.evaluation.cli` -- the ``facedet evaluate`` commands.
 """
 
-from facedet.evaluation.folder import FolderResult, evaluate_folder, load_folder_annotations, read_folder_predictions
-from facedet.evaluation.wider import WiderGroundTruth, WiderResult, evaluate_wider, evaluate_wider_arrays, load_wider_gt
+_EXPORTS = {
+    "FolderResult": "folder",
+    "evaluate_folder": "folder",
+    "load_folder_annotations": "folder",
+    "read_folder_predictions": "folder",
+    "WiderGroundTruth": "wider",
+    "WiderResult": "wider",
+    "evaluate_wider": "wider",
+    "evaluate_wider_arrays": "wider",
+    "load_wider_gt": "wider",
+}
 
-__all__ = [
-    "FolderResult",
-    "WiderGroundTruth",
-    "WiderResult",
-    "evaluate_folder",
-    "evaluate_wider",
-    "evaluate_wider_arrays",
-    "load_folder_annotations",
-    "load_wider_gt",
-    "read_folder_predictions",
-]
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    # Imported on first use: the command line registers 'facedet evaluate' on every start.
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(f"facedet.evaluation.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,6 +15,7 @@ import typer
 from facedet.cli_common import (
     EXIT_PARTIAL,
     atomic_write_text,
+    backend_option,
     check_output_dir,
     check_output_file,
     check_score_threshold,
@@ -23,6 +24,7 @@ from facedet.cli_common import (
     force_option,
     handle_errors,
     nms_threshold_option,
+    threads_option,
     threshold_option,
     warn,
 )
@@ -48,11 +50,11 @@ class Mode(str, Enum):
     pyramid = "pyramid"
 
 
-def _load_detector(weights: Optional[Path], arch: Optional[str], int8: bool = False):
+def _load_detector(weights: Optional[Path], arch: Optional[str], int8: bool = False, backend: str = "auto", threads: Optional[int] = None):
     """Indirection so tests can substitute a detector."""
     from facedet.inference import Detector
 
-    return Detector.load(weights, arch, quantized=int8)
+    return Detector.load(weights, arch, quantized=int8, backend=backend, threads=threads, on_warning=warn)
 
 
 def _check_reports(json_out: Optional[str], plot: Optional[Path], force: bool) -> None:
@@ -137,6 +139,8 @@ def wider(
     json_out: Optional[str] = typer.Option(None, "--json", help="Write APs and PR curves as JSON to FILE, or '-' for stdout.", metavar="FILE|-"),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the PR curves to a PNG file.", metavar="FILE.png"),
     max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels", min=1, help=MAX_PIXELS_HELP, metavar="N"),
+    backend: str = backend_option(),
+    threads: int = threads_option(),
 ) -> None:
     """WIDER FACE: score predictions (--pred-dir) or run the detector first (--wider-root --out).
 
@@ -163,7 +167,7 @@ def wider(
 
         items = wider_items(wider_root, split.value, out)
         check_output_dir(out)
-        detector = _load_detector(weights, arch, int8)
+        detector = _load_detector(weights, arch, int8, backend, threads)
         _, stats = _run_detector(detector, items, max_pixels, mode=mode.value, threshold=eval_threshold, nms_threshold=nms_threshold, force=force, workers=workers)
         msg = f"detected {stats.processed} images ({stats.images_per_second:.2f} img/s), skipped {stats.skipped} with existing predictions -> {out}"
         typer.echo(msg, err=json_out == "-")
@@ -203,6 +207,8 @@ def folder(
     json_out: Optional[str] = typer.Option(None, "--json", help="Write the metrics and PR curve as JSON to FILE, or '-' for stdout.", metavar="FILE|-"),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the PR curve (IoU 0.5) to a PNG file.", metavar="FILE.png"),
     max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels", min=1, help=MAX_PIXELS_HELP, metavar="N"),
+    backend: str = backend_option(),
+    threads: int = threads_option(),
 ) -> None:
     """Any VOC-XML or generic-JSON annotated folder: AP@0.5, AP@[0.5:0.95], precision/recall at --threshold.
 
@@ -242,7 +248,7 @@ def folder(
         items = [RunItem(a.file, images / a.file, prediction_path(out, a.file) if out is not None else None, Path(a.file).stem) for a in anns]
         if out is not None:
             _check_unique_predictions(items)
-        detector = _load_detector(weights, arch, int8)
+        detector = _load_detector(weights, arch, int8, backend, threads)
         preds, stats = _run_detector(detector, items, max_pixels, mode=mode.value, threshold=eval_threshold, nms_threshold=nms_threshold, force=force, workers=workers)
         typer.echo(f"detected {stats.processed} images ({stats.images_per_second:.2f} img/s), skipped {stats.skipped} with existing predictions", err=True)
         missing = 0

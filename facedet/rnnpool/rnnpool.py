@@ -11,6 +11,8 @@ FastGRNNs whose weights are shared by all passes and all patches:
 
 Every initial state is zero.  The implementation batches all rows and columns
 of all patches of all images into single RNN calls: no Python loop over patches.
+At inference (no autograd) on CPU float32 the whole operator runs instead as one
+call into the fused C kernel (:mod:`facedet.rnnpool.fused`) when it is built.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from facedet.graph import Block
+from facedet.rnnpool import fused
 from facedet.rnnpool.fastgrnn import FastGRNNCell
 
 
@@ -55,6 +58,8 @@ class RNNPool(nn.Module):
             ``[N, 4*h2]`` in the order rows-fwd, rows-bwd, cols-fwd, cols-bwd.
         """
         n, k, ph, pw = patches.shape
+        if fused.usable(patches, self):
+            return fused.rnnpool_map(self, patches, (ph, pw), (ph, pw)).reshape(n, 4 * self.hidden2)
         x = patches.permute(0, 2, 3, 1)  # [N, P_h, P_w, k]
         rows = x.reshape(n * ph, pw, k)  # each row, scanned left to right
         cols = x.transpose(1, 2).reshape(n * pw, ph, k)  # each column, top to bottom
@@ -76,6 +81,12 @@ class RNNPool(nn.Module):
         Returns:
             ``[B, 4*h2, oh, ow]`` with ``oh = (H - P)//stride + 1`` (same for ``ow``).
         """
+        if fused.usable(x, self):
+            return fused.rnnpool_map(self, x, (patch_size, patch_size), (stride, stride))
+        return self._forward_map_torch(x, patch_size, stride)
+
+    def _forward_map_torch(self, x: Tensor, patch_size: int, stride: int) -> Tensor:
+        """:meth:`forward_map` with torch ops (training, and where the fused kernel is unavailable)."""
         b, k, h, w = x.shape
         p, s = patch_size, stride
         oh, ow = (h - p) // s + 1, (w - p) // s + 1
@@ -166,6 +177,9 @@ class RNNPoolLayer(Block):
         h, w = x.shape[-2:]
         if h < self.patch_size or w < self.patch_size:
             raise ValueError(f"RNNPool needs at least {self.patch_size}x{self.patch_size} input, got {h}x{w}")
+        if fused.usable(x, self.pool):  # one native call, the replicate pad included
+            p, s = self.patch_size, self.stride
+            return fused.rnnpool_map(self.pool, x, (p, p), (s, s), pad=self.pad_last)
         out = self.pool.forward_map(x, self.patch_size, self.stride)
         if self.pad_last:
             out = F.pad(out, (0, 1, 0, 1), mode="replicate")
