@@ -21,6 +21,7 @@ plus the process's peak resident memory.
 
     python scripts/bench_speed.py                 # m4 at 320x240, 2 threads, 100 frames
     python scripts/bench_speed.py --threads 1 --frames 200
+    python scripts/bench_speed.py --threads 1 --backend onnxruntime
     python scripts/bench_speed.py --arch quant --height 480 --width 640 --no-teacher
 """
 
@@ -116,7 +117,13 @@ def main() -> None:
     ap.add_argument("--default-allocator", action="store_true", help="skip facedet.runtime.tune_allocator() (what the CLI does)")
     ap.add_argument("--quantized", type=Path, default=None, help="integer model to time (default: the shipped one for --arch, if any)")
     ap.add_argument("--no-teacher", action="store_true", help="skip the RetinaFace rows")
+    ap.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch", help="float backend to time (facedet detect --backend)")
+    ap.add_argument("--no-native", action="store_true", help="run torch ops instead of the native kernels (as where they were not built)")
     args = ap.parse_args()
+    if args.no_native:
+        from facedet import native
+
+        native.set_enabled(False)
     if args.frames < 50:
         ap.error("--frames must be at least 50")
     torch.set_num_threads(args.threads)
@@ -124,7 +131,7 @@ def main() -> None:
 
     weights = args.weights or default_weights_path(args.arch)
     if weights is not None:
-        det = Detector.load(weights, args.arch)
+        det = Detector.load(weights, args.arch, backend=args.backend, threads=args.threads)
         source = str(weights.name)
     else:
         torch.manual_seed(0)
@@ -209,7 +216,7 @@ def main() -> None:
     try:
         from facedet import native
 
-        kernels = native.variant() or f"none ({native.unavailable_reason()})"
+        kernels = (native.variant() if native.enabled() else None) or "off" if native.available() else f"none ({native.unavailable_reason()})"
     except ImportError:
         kernels = "n/a"
     backend = getattr(det, "backend_name", "torch")
