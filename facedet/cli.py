@@ -71,8 +71,12 @@ def _version(value: bool) -> None:
 @app.callback()
 def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit.")) -> None:
     """RNNPool face detection: detect, train, evaluate, profile."""
+    import warnings
+
     from facedet.runtime import tune_allocator
 
+    # library warnings (say, native kernels that were not built) as one line like every other message
+    warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: warn(str(message))
     tune_allocator()
 
 

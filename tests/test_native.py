@@ -4,6 +4,7 @@ Every comparison runs on both compiled variants (AVX2+FMA where the CPU has it, 
 one), and the fallback to torch ops when the extension cannot be loaded is simulated.
 """
 
+import json
 import sys
 import warnings
 
@@ -278,3 +279,24 @@ def test_inference_model_keeps_training_model_intact():
     fast = inference_model(model)
     assert model.training and not any(p.requires_grad for p in fast.parameters())
     assert set(model.state_dict()) == set(build_model("m4").state_dict())
+
+
+def test_cli_reports_missing_kernels_as_one_warning_line(monkeypatch):
+    """detect without the extension: the faces still come out, with one 'warning:' line naming the cause."""
+    import facedet
+    from tests.clitools import messages, run
+
+    monkeypatch.setitem(sys.modules, "facedet._native", None)
+    monkeypatch.delattr(facedet, "_native", raising=False)
+    monkeypatch.setattr(native, "_loaded", False)
+    monkeypatch.setattr(native, "_module", None)
+    monkeypatch.setattr(native, "_warned", False)
+    monkeypatch.setattr(native, "_enabled", True)
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # the CLI installs its own; restore it after
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        r = run("detect", "tests/data/astronaut.jpg", "--backend", "torch", "--single-scale", "--json", "-", "-q")
+    assert r.exit_code == 0, r.output
+    lines = [m for m in messages(r, "warning") if "native kernels" in m]
+    assert len(lines) == 1 and "facedet._native" in lines[0] and "torch ops" in lines[0]
+    assert len(json.loads(r.stdout)[0]["faces"]) >= 1
