@@ -22,6 +22,7 @@ plus the process's peak resident memory.
     python scripts/bench_speed.py                 # m4 at 320x240, 2 threads, 100 frames
     python scripts/bench_speed.py --threads 1 --frames 200
     python scripts/bench_speed.py --threads 1 --backend onnxruntime
+    python scripts/bench_speed.py --threads 1 --breakdown     # where the forward's time goes
     python scripts/bench_speed.py --arch quant --height 480 --width 640 --no-teacher
 """
 
@@ -104,6 +105,62 @@ def forward_fn(det: Detector, x: torch.Tensor):
     return run
 
 
+def _group(label: str) -> str:
+    if label.startswith("conv input") or label.startswith("conv features.0"):
+        return "stem convolution"
+    if label.startswith("rnnpool"):
+        return "RNNPool"
+    if label.startswith("head") or label.startswith("l2norm") or label.startswith("assemble"):
+        return "heads (L2Norm, conf + loc convs, output assembly)"
+    return "MBConv blocks (expand, depthwise, project, residual add)"
+
+
+def breakdown(det: Detector, x: torch.Tensor, frames: int, warmup: int) -> None:
+    """Median time of each step of the inference model's forward, with the native kernels and with
+    torch ops, the two alternating frame by frame; then the same grouped by part of the network."""
+    from facedet import native
+
+    model = getattr(det.backend, "model", None)
+    if det.backend_name != "torch" or not hasattr(model, "step_label"):
+        raise SystemExit("--breakdown times the torch backend's inference model (--backend torch)")
+    modes = [("native", True), ("torch ops", False)] if native.available() else [("torch ops", False)]
+    samples = {m: {} for m, _ in modes}
+    plain: list[float] = []  # the training model as it is (batch norm unfolded, torch ops)
+    with torch.inference_mode():
+        for i in range(warmup + frames):
+            for mode, flag in modes:
+                native.set_enabled(flag)
+                times: list = []
+                model(x, step_times=times)
+                if i >= warmup:
+                    for idx, sec in times:
+                        samples[mode].setdefault(idx, []).append(sec * 1000.0)
+            native.set_enabled(False)
+            t0 = time.perf_counter()
+            det._model(x)
+            if i >= warmup:
+                plain.append((time.perf_counter() - t0) * 1000.0)
+    native.set_enabled(True)
+    labels = {idx: ("assemble outputs" if idx < 0 else model.step_label(idx)) for idx in samples[modes[0][0]]}
+    med = {m: {idx: statistics.median(v) for idx, v in samples[m].items()} for m, _ in modes}
+    names = [m for m, _ in modes]
+    print(f"float forward {tuple(x.shape)}, per step, median ms over {frames} frames, {torch.get_num_threads()} threads")
+    print(f"{'step':<48}" + "".join(f"{n:>11}" for n in names))
+    for idx, label in labels.items():
+        print(f"{label:<48}" + "".join(f"{med[n][idx]:>11.3f}" for n in names))
+    groups: dict[str, dict[str, float]] = {}
+    for idx, label in labels.items():
+        g = groups.setdefault(_group(label), {n: 0.0 for n in names})
+        for n in names:
+            g[n] += med[n][idx]
+    totals = {n: sum(med[n].values()) for n in names}
+    print(f"{'part of the network':<58}" + "".join(f"{n + ' ms':>14}{'%':>5}" for n in names))
+    for g, v in groups.items():
+        print(f"{g:<58}" + "".join(f"{v[n]:>14.2f}{100 * v[n] / totals[n]:>5.0f}" for n in names))
+    print(f"{'sum of the medians':<58}" + "".join(f"{totals[n]:>14.2f}{100:>5}" for n in names))
+    print(f"the training model's own forward (batch norm unfolded, torch ops), same frames: {statistics.median(plain):.2f} ms")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", default="m4")
@@ -118,6 +175,7 @@ def main() -> None:
     ap.add_argument("--quantized", type=Path, default=None, help="integer model to time (default: the shipped one for --arch, if any)")
     ap.add_argument("--no-teacher", action="store_true", help="skip the RetinaFace rows")
     ap.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch", help="float backend to time (facedet detect --backend)")
+    ap.add_argument("--breakdown", action="store_true", help="only time each step of the float forward (torch backend), native kernels on and off, and exit")
     ap.add_argument("--no-native", action="store_true", help="run torch ops instead of the native kernels (as where they were not built)")
     args = ap.parse_args()
     if args.no_native:
@@ -144,6 +202,10 @@ def main() -> None:
     x = torch.randn(1, spec.in_channels, h, w)
     image = read_image(args.image)
     photos = {(ph, pw): photo(image, ph, pw) for ph, pw in TEACHER_SIZES}
+
+    if args.breakdown:
+        breakdown(det, x, args.frames, args.warmup)
+        return
 
     rows: list[tuple[str, list[float], str]] = []  # (label, samples, note)
     ratios: list[tuple[str, float]] = []

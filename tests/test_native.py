@@ -300,3 +300,18 @@ def test_cli_reports_missing_kernels_as_one_warning_line(monkeypatch):
     lines = [m for m in messages(r, "warning") if "native kernels" in m]
     assert len(lines) == 1 and "facedet._native" in lines[0] and "torch ops" in lines[0]
     assert len(json.loads(r.stdout)[0]["faces"]) >= 1
+
+
+def test_step_times_label_every_step_and_change_nothing():
+    model = build_model("m4").eval()
+    fast = inference_model(model)
+    x = torch.randn(1, 1, 48, 64)
+    times: list = []
+    with torch.no_grad():
+        conf0, loc0 = fast(x)
+        conf1, loc1 = fast(x, step_times=times)
+    assert torch.equal(conf0, conf1) and torch.equal(loc0, loc1)
+    idx = [i for i, _ in times]
+    assert idx == list(range(len(fast._steps))) + [-1] and all(t >= 0 for _, t in times)
+    labels = [fast.step_label(i) for i in idx[:-1]]
+    assert labels[1].startswith("rnnpool") and sum(label.startswith("head") for label in labels) == 4

@@ -21,6 +21,8 @@ another device or dtype the same module runs with plain torch ops.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -154,8 +156,8 @@ class InferenceModel(nn.Module):
         """``(method, w_torch, w_native, b, stride, padding, groups, relu6)`` of one convolution.
 
         ``method``: ``"mm"`` (1x1: one matrix product), ``"native"`` (the C direct
-        convolution: depthwise and small-output convolutions, where oneDNN pays more
-        for format conversions than for arithmetic) or ``"torch"``.
+        convolution: depthwise and the stem, 2-3x faster than torch's here,
+        ``scripts/bench_speed.py --breakdown``) or ``"torch"``.
         """
         co = weight.shape[0]
         w = _t(weight.transpose(0, 3, 1, 2))  # OHWI -> OIHW
@@ -177,11 +179,27 @@ class InferenceModel(nn.Module):
 
     # ------------------------------------------------------------------------------------ forward
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def step_label(self, idx: int) -> str:
+        """A readable name of step ``idx``: its kind, output and, for a convolution, how it runs."""
+        step = self._steps[idx]
+        kind = step[0]
+        if kind == "head":
+            return f"head {step[1]} (conf + loc)"
+        if kind == "conv":
+            return f"conv {step[2]} ({step[3]})"
+        if kind == "add":
+            return f"add {step[3]}"
+        return f"{kind} {step[2]}"
+
+    def forward(self, x: Tensor, step_times: list | None = None) -> tuple[Tensor, Tensor]:
+        """``(conf, loc)``; with ``step_times`` (a list) also appends ``(step index, seconds)`` per
+        step and ``(-1, seconds)`` for assembling the outputs (benchmarks: scripts/bench_speed.py)."""
         env = {self._graph_input: x}
         head_out: list = [None] * len(self._heads)
         fast = x.device.type == "cpu" and x.dtype == torch.float32
+        clock = time.perf_counter if step_times is not None else None
         for idx, step in enumerate(self._steps):
+            t0 = clock() if clock else 0.0
             kind = step[0]
             if kind == "conv":
                 env[step[2]] = self._conv(env[step[1]], *step[3:], fast=fast)
@@ -215,7 +233,13 @@ class InferenceModel(nn.Module):
             for name in self._step_inputs(step):
                 if self._last_use.get(name) == idx and name != self._graph_input:
                     env.pop(name, None)
-        return self._assemble(head_out, x.shape[0])
+            if clock:
+                step_times.append((idx, clock() - t0))
+        t0 = clock() if clock else 0.0
+        out = self._assemble(head_out, x.shape[0])
+        if clock:
+            step_times.append((-1, clock() - t0))
+        return out
 
     def _conv(self, x: Tensor, method: str, wk: str, wnk: str | None, bk: str, stride: int, padding: int, groups: int, relu6: bool, fast: bool) -> Tensor:
         w, b = getattr(self, wk), getattr(self, bk)
