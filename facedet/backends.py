@@ -44,9 +44,9 @@ def onnxruntime_available() -> bool:
 def resolve_backend(backend: str | None, quantized: bool) -> str:
     """The backend a float or quantized model runs on for ``--backend`` (``auto``: the fastest installed).
 
-    ``auto`` is ``onnxruntime`` when it is installed (as fast as the torch
-    model's inference path, and it starts without importing torch), else
-    ``torch``; None (the library's default) is ``torch``.  An integer model
+    ``auto`` is ``onnxruntime`` when it is installed (it starts without
+    importing torch; once loaded, torch with the native kernels is faster per
+    image, docs/onnx.md), else ``torch``; None (the library's default) is ``torch``.  An integer model
     always runs in the interpreter (``int8``).
     """
     if backend is None:
@@ -270,16 +270,7 @@ def onnx_structure(metadata: dict[str, str], source: str):
 
 def program_structure(program):
     """The structure graph of an integer program: its ops are the float graph's, one for one."""
-    from dataclasses import fields
+    from facedet.graph import Graph, op_structure
 
-    from facedet.graph import OP_KINDS, PARAMETER_FIELDS, Graph
-
-    ops = []
-    for op in program.ops:
-        cls = OP_KINDS[op.kind]
-        entry = {"kind": op.kind}
-        entry.update({f.name: getattr(op, f.name) for f in fields(cls) if f.name not in PARAMETER_FIELDS and hasattr(op, f.name)})
-        if "relu6" in entry:
-            entry["relu6"] = bool(entry["relu6"])
-        ops.append(entry)
+    ops = [op_structure(op) for op in program.ops]
     return Graph.from_structure({"input": program.input_name, "in_channels": program.in_channels, "ops": ops, "heads": [list(h) for h in program.heads]})

@@ -180,7 +180,7 @@ def pyramid_option(help: str = PYRAMID_HELP) -> Any:
 
 BACKEND_HELP = (
     "What runs float weights: auto (onnxruntime when it is installed -- no torch import once the weights "
-    "are exported to the cache, which makes a one-photo run 4x quicker to finish -- else torch), torch, or "
+    "are exported to the cache, which makes a one-photo run about 5x quicker to finish -- else torch), torch, or "
     "onnxruntime (the package's onnx extra: pip install onnxruntime onnx). An integer model always runs "
     "in the integer interpreter."
 )

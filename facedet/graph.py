@@ -291,11 +291,7 @@ class Graph:
         Enough for shapes, priors and costs; this is how a graph travels with
         an exported model (the ONNX file's metadata).
         """
-        ops = []
-        for op in self.ops:
-            entry = {"kind": op.kind}
-            entry.update({f.name: getattr(op, f.name) for f in fields(op) if f.name not in PARAMETER_FIELDS})
-            ops.append(entry)
+        ops = [op_structure(op) for op in self.ops]
         return {"input": self.input, "in_channels": self.in_channels, "ops": ops, "heads": [[h.conf, h.loc] for h in self.heads]}
 
     @classmethod
@@ -316,6 +312,20 @@ class Graph:
 
 OP_KINDS: dict[str, type[Op]] = {cls.kind: cls for cls in (Conv2d, RNNPool, ReplicatePad, Add, L2Norm, MaxOut)}
 PARAMETER_FIELDS = ("weight", "bias", "rnn1", "rnn2")  # what a structure-only graph leaves out
+
+
+def op_structure(op) -> dict:
+    """One entry of :meth:`Graph.structure`: the op's kind and its non-parameter fields.
+
+    ``op`` is a graph op or any object with the same ``kind`` and field names
+    (an integer op of :mod:`facedet.quant.program`, whose ops are this graph's one for one).
+    """
+    entry = {"kind": op.kind}
+    for f in fields(OP_KINDS[op.kind]):
+        if f.name not in PARAMETER_FIELDS and hasattr(op, f.name):
+            value = getattr(op, f.name)
+            entry[f.name] = bool(value) if f.name == "relu6" else value
+    return entry
 
 
 class GraphBuilder:

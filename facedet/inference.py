@@ -191,11 +191,10 @@ class Detector:
         return self.backend.run(np.ascontiguousarray(x, dtype=np.float32))
 
     def forward(self, x):
-        """The network on a prepared input ``Tensor[1, C, h, w]``: ``(conf Tensor[1, P, 2], loc Tensor[1, P, 4])``."""
+        """The network on a prepared input ``Tensor[1, C, h, w]``: ``(conf Tensor[1, P, 2], loc Tensor[1, P, 4])``,
+        run by the backend, as :meth:`detect` runs it."""
         import torch
 
-        if self._model is not None and self.backend.name == "torch":
-            return self._model(x)
         conf, loc = self.forward_array(x.detach().cpu().numpy())
         return torch.as_tensor(conf)[None].to(x.device), torch.as_tensor(loc)[None].to(x.device)
 

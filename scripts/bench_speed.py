@@ -92,17 +92,9 @@ def photo(image: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def forward_fn(det: Detector, x: torch.Tensor):
-    """The forward pass as ``detect`` runs it (the detector's backend when it has one)."""
-    backend = getattr(det, "backend", None)
-    if backend is not None:
-        xa = np.ascontiguousarray(x.numpy())
-        return lambda: backend.run(xa)
-
-    def run():
-        with torch.inference_mode():
-            det.model(x)
-
-    return run
+    """The forward pass as ``detect`` runs it: the detector's backend on the prepared array."""
+    xa = np.ascontiguousarray(x.numpy())
+    return lambda: det.backend.run(xa)
 
 
 def _group(label: str) -> str:
@@ -245,7 +237,7 @@ def main() -> None:
 
         rf_pre = importlib.import_module("retinaface.preprocess").preprocess
         xt = rf_pre(np.ascontiguousarray(img[:, :, ::-1]))  # RGB in, the network's input out
-        xf = torch.from_numpy(det.prepare_array(img)[0]) if hasattr(det, "prepare_array") else det.prepare(img)[0]
+        xf = torch.from_numpy(det.prepare_array(img)[0])
         f_fwd, t_fwd, f_det, f_pyr, t_det = timed_alternating(
             [forward_fn(det, xf), lambda xt=xt: session.run(None, {"input": xt}), single, pyramid, lambda img=img: teacher(img)],
             args.frames, args.warmup,
@@ -264,8 +256,7 @@ def main() -> None:
     if qpath is not None:
         qdet = Detector.load(qpath)
         torch.set_num_threads(args.threads)
-        with torch.inference_mode():
-            qfwd = timed(lambda: qdet.forward(x), args.frames, args.warmup)
+        qfwd = timed(forward_fn(qdet, x), args.frames, args.warmup)
         qe2e = timed(lambda: qdet.detect(image), args.frames, args.warmup)
         ratio = statistics.median(qfwd) / statistics.median(fwd)
         add(f"integer forward {h}x{w}x{spec.in_channels}", qfwd, f"{ratio:.2f}x the float forward ({qpath.name})")
@@ -275,14 +266,13 @@ def main() -> None:
     def q90(v):
         return sorted(v)[int(0.9 * (len(v) - 1))]
 
-    try:
-        from facedet import native
+    from facedet import native
 
-        kernels = (native.variant() if native.enabled() else None) or "off" if native.available() else f"none ({native.unavailable_reason()})"
-    except ImportError:
-        kernels = "n/a"
-    backend = getattr(det, "backend_name", "torch")
-    print(f"facedet speed: arch {args.arch}, weights {source}, backend {backend}, native kernels {kernels}, torch {torch.__version__}, "
+    if not native.available():
+        kernels = f"none ({native.unavailable_reason()})"
+    else:
+        kernels = native.variant() if native.enabled() else "off"
+    print(f"facedet speed: arch {args.arch}, weights {source}, backend {det.backend_name}, native kernels {kernels}, torch {torch.__version__}, "
           f"{args.threads} threads, {platform.processor() or platform.machine()}, allocator {'tuned' if tuned else 'default'}")
     print(f"{'stage':<48} {'median ms':>10} {'p90 ms':>8} {'FPS':>7}")
     for label, v, note in rows:
