@@ -230,8 +230,8 @@ def onnx_model(weights: str | Path, *, explicit: bool = True, on_warning=None) -
     """
     import importlib.util
 
-    from facedet.fileutil import atomic_path
-    from facedet.onnx_export import DEFAULT_OPSET, INSTALL_HINT, META_VERSION, export_model, sha256_file
+    from facedet.fileutil import atomic_path, sha256_file
+    from facedet.onnx_export import DEFAULT_OPSET, INSTALL_HINT, META_VERSION, export_model
 
     digest = sha256_file(weights)
     path = cache_dir() / "onnx" / f"{digest}-v{META_VERSION}.onnx"

@@ -32,7 +32,6 @@ file needs only onnxruntime (or OpenCV's DNN module, see docs).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +41,7 @@ import numpy as np
 from facedet import __version__
 from facedet import graph as g
 from facedet.errors import FacedetError
+from facedet.fileutil import sha256_file
 
 META_FORMAT = "facedet-onnx"
 META_VERSION = "1"  # bump when the written graph changes: cached exports are keyed by it
@@ -59,14 +59,6 @@ def _onnx():
     except ImportError:
         raise FacedetError(f"writing ONNX needs the onnx package: {INSTALL_HINT}") from None
     return onnx
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class _Writer:

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from facedet.detector import ARCHS, build_model
-from facedet.onnx_export import DEFAULT_OPSET, META_FORMAT, graph_to_onnx, sha256_file
+from facedet.fileutil import sha256_file
+from facedet.onnx_export import DEFAULT_OPSET, META_FORMAT, graph_to_onnx
 from facedet.weights import default_weights_path, load_weights
 from tests.clitools import one_line_error, run
 

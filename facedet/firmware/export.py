@@ -21,7 +21,6 @@ the C code uses is the one ``facedet profile`` reports.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ import numpy as np
 
 from facedet import __version__
 from facedet.errors import FacedetError
+from facedet.fileutil import sha256_file
 from facedet.quant.plan import Plan, PlanError, Stage, plan_graph
 from facedet.quant.program import IAdd, ICell, IConv2d, IL2Norm, Program
 
@@ -400,7 +400,7 @@ def export_firmware(
         "nms_threshold": nms_threshold,
         "ram_kib": ram_kib,
         "source": weights.name,
-        "source_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+        "source_sha256": sha256_file(weights),
         "qparams": {k: v.to_json() for k, v in program.qparams.items()},
         "heads": [list(h) for h in program.heads],
     }
